@@ -1,0 +1,79 @@
+"""Paths and environment variables, in one place.
+
+Environment variables (all optional):
+
+``AML_DATA_DIR``
+    Folder holding local copies of the course datasets (one sub-folder per dataset, e.g.
+    ``sms_spam/SMSSpamCollection``). Read before any download is attempted. CI points it at ``../shared/data``.
+``AML_CACHE_DIR``
+    Where downloaded datasets are cached (default ``~/.cache/aml-workspace``).
+``AML_BUILD_DIR``
+    Git-ignored folder for executed notebooks, reports and metrics (default ``<repo>/build``).
+``AML_METRICS_FILE``
+    The machine-readable metrics file (default ``<build>/metrics.json``).
+``AML_MODEL_STORE``
+    Folder of saved model artefacts (default ``<repo>/models``).
+``AML_BUDGET``
+    ``full`` (default) or ``smoke``: notebooks read it in their parameters cell to shrink the work under test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent
+
+DATA_DIR_ENV = "AML_DATA_DIR"
+CACHE_DIR_ENV = "AML_CACHE_DIR"
+BUILD_DIR_ENV = "AML_BUILD_DIR"
+METRICS_FILE_ENV = "AML_METRICS_FILE"
+MODEL_STORE_ENV = "AML_MODEL_STORE"
+BUDGET_ENV = "AML_BUDGET"
+
+BUDGETS = ("full", "smoke")
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def local_data_dir() -> Path | None:
+    """The folder named by ``AML_DATA_DIR``, or ``None`` when the variable is unset."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def cache_dir() -> Path:
+    return _env_path(CACHE_DIR_ENV, Path.home() / ".cache" / "aml-workspace")
+
+
+def build_dir() -> Path:
+    return _env_path(BUILD_DIR_ENV, REPO_ROOT / "build")
+
+
+def metrics_file() -> Path:
+    return _env_path(METRICS_FILE_ENV, build_dir() / "metrics.json")
+
+
+def model_store_dir() -> Path:
+    return _env_path(MODEL_STORE_ENV, REPO_ROOT / "models")
+
+
+def budget() -> str:
+    """The work budget notebooks run with: ``full`` unless ``AML_BUDGET`` says ``smoke``."""
+    value = os.environ.get(BUDGET_ENV, "full").strip().lower()
+    if value not in BUDGETS:
+        raise ValueError(f"{BUDGET_ENV}={value!r}: expected one of {BUDGETS}")
+    return value
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True

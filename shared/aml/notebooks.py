@@ -1,0 +1,108 @@
+"""Run the workspace's notebooks: ``make run`` calls ``python -m aml.notebooks``.
+
+Every notebook (``assignment*/*.ipynb``, ``project/*.ipynb``, in folder then name order) is executed with papermill
+in its own folder, written to ``build/notebooks/<folder>/<name>.ipynb``, rendered to ``build/html/``, and the metrics
+the notebooks recorded (``build/metrics.json``) are printed as one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import time
+from pathlib import Path
+
+from aml import config, reporting
+
+PATTERNS = ("assignment*/*.ipynb", "project/*.ipynb")
+
+
+def discover(root: str | Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """The workspace's notebooks in run order; ``only`` keeps those whose relative path matches a glob."""
+    root = Path(root or config.REPO_ROOT)
+    found = sorted({p for pattern in PATTERNS for p in root.glob(pattern) if ".ipynb_checkpoints" not in p.parts})
+    if only:
+        found = [p for p in found if any(fnmatch.fnmatch(str(p.relative_to(root)), g) for g in only)]
+    return found
+
+
+def execute(
+    notebook: str | Path, out_dir: str | Path, parameters: dict | None = None, root: str | Path | None = None
+) -> Path:
+    """Execute ``notebook`` with papermill in its own folder; the executed copy goes under ``out_dir``."""
+    import papermill
+
+    notebook = Path(notebook).resolve()
+    root = Path(root or config.REPO_ROOT).resolve()
+    out = Path(out_dir) / notebook.relative_to(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent), progress_bar=False
+    )
+    return out
+
+
+def render_html(executed: str | Path, html_dir: str | Path, root: str | Path) -> Path:
+    """Render an executed notebook to HTML under ``html_dir`` (same relative path)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    executed = Path(executed)
+    target = Path(html_dir) / executed.relative_to(root).with_suffix(".html")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def run_all(
+    only: list[str] | None = None, budget: str | None = None, build: str | Path | None = None, stream=sys.stdout
+) -> dict:
+    """Execute and render the notebooks, then return the metrics file's content."""
+    if budget:
+        os.environ[config.BUDGET_ENV] = budget
+    build = Path(build or config.build_dir())
+    notebooks_dir, html_dir = build / "notebooks", build / "html"
+    failures = []
+    for nb in discover(only=only):
+        name = nb.relative_to(config.REPO_ROOT)
+        print(f"== {name} (budget {config.budget()})", file=stream, flush=True)
+        start = time.perf_counter()
+        try:
+            executed = execute(nb, notebooks_dir)
+        except Exception as exc:  # noqa: BLE001 - report every failing notebook, then fail
+            failures.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(f"   FAILED after {time.perf_counter() - start:.0f} s", file=stream, flush=True)
+            continue
+        html = render_html(executed, html_dir, notebooks_dir)
+        print(f"   ok in {time.perf_counter() - start:.0f} s -> {executed} , {html}", file=stream, flush=True)
+    metrics = reporting.read_metrics()
+    print(f"\nMetrics ({config.metrics_file()}):\n{reporting.summary_table(metrics)}", file=stream)
+    if failures:
+        raise RuntimeError("notebooks failed:\n" + "\n".join(failures))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", help="glob of notebooks to run, e.g. 'assignment1/*'")
+    parser.add_argument("--budget", choices=config.BUDGETS, help="override AML_BUDGET")
+    parser.add_argument("--build", help="build folder (default: AML_BUILD_DIR or <repo>/build)")
+    parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for nb in discover(only=args.only):
+            print(nb.relative_to(config.REPO_ROOT))
+        return 0
+    try:
+        run_all(only=args.only, budget=args.budget, build=args.build)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

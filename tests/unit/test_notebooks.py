@@ -1,0 +1,61 @@
+import json
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from aml import config, notebooks
+
+
+def write_nb(path, source, params="X = 1"):
+    nb = new_notebook()
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_discover_real_workspace_order():
+    found = [str(p.relative_to(config.REPO_ROOT)) for p in notebooks.discover()]
+    assert found[:2] == ["assignment1/prepare.ipynb", "assignment1/train.ipynb"]
+    assert notebooks.discover(only=["assignment1/train*"])[0].name == "train.ipynb"
+
+
+def test_execute_render_and_run_all(tmp_path, monkeypatch):
+    root = tmp_path / "ws"
+    metrics = tmp_path / "metrics.json"
+    write_nb(
+        root / "assignment9" / "a.ipynb",
+        f"import os, json\nopen({str(metrics)!r}, 'w').write(json.dumps({{'a9': {{'x': X, 'cwd': os.getcwd()}}}}))",
+    )
+    out = notebooks.execute(root / "assignment9" / "a.ipynb", tmp_path / "out", {"X": 7}, root=root)
+    assert out == tmp_path / "out" / "assignment9" / "a.ipynb"
+    data = json.loads(metrics.read_text())["a9"]
+    assert data["x"] == 7 and data["cwd"] == str(root / "assignment9")  # runs in its own folder
+    html = notebooks.render_html(out, tmp_path / "html", tmp_path / "out")
+    assert html.suffix == ".html" and "<html" in html.read_text()
+
+    monkeypatch.setattr(config, "REPO_ROOT", root)
+    monkeypatch.setenv("AML_METRICS_FILE", str(metrics))
+    write_nb(root / "assignment9" / "b.ipynb", "raise RuntimeError('boom')")
+    lines = []
+
+    class Stream:
+        def write(self, s):
+            lines.append(s)
+
+        def flush(self):
+            pass
+
+    try:
+        notebooks.run_all(build=tmp_path / "build", budget="smoke", stream=Stream())
+    except RuntimeError as exc:
+        assert "b.ipynb" in str(exc)
+    else:
+        raise AssertionError("a failing notebook must fail the run")
+    text = "".join(lines)
+    assert "assignment9/a.ipynb (budget smoke)" in text and "FAILED" in text and "a9" in text
+    assert (tmp_path / "build" / "html" / "assignment9" / "a.html").is_file()
+    assert notebooks.main(["--list"]) == 0
