@@ -41,5 +41,14 @@ format: ## Format code with ruff
 strip: ## Strip outputs from every notebook (nbstripout)
 	git ls-files '*.ipynb' | xargs $(PYTHON) -m nbstripout
 
+coverage: ## Coverage of assignment3/4 test.py (server process and container included) -> assignmentN/coverage.txt
+	$(PYTHON) -m aml.covreport assignment3 assignment4
+
+hooks: ## Install the git hooks (pre-commit framework incl. the main-branch tests; standalone copy otherwise)
+	$(PYTHON) -m aml.hooks install
+
+bench: ## Load benchmark: gunicorn (workers = cores), 1 and 16 clients, vs in-process score()
+	$(PYTHON) assignment3/benchmark.py
+
 clean: ## Remove build outputs (executed notebooks, reports, metrics, test artefacts)
 	rm -rf build .pytest_cache .ruff_cache .coverage .coverage.*

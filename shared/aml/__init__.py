@@ -9,6 +9,13 @@ The notebooks of the Applied Machine Learning course tell the story; the logic l
 - :mod:`aml.evaluation`  ``fit`` / ``score`` / ``evaluate`` / ``validate``, thresholds, plots
 - :mod:`aml.modelstore`  save/load model artefacts with checksums
 - :mod:`aml.reporting`   metrics file shared by all notebooks (``build/metrics.json``)
+- :mod:`aml.notebooks`   ``make run``: execute notebooks with papermill, render HTML, print the metrics table
+- :mod:`aml.spam_filter` the spam filter end to end (benchmark → select → threshold → save)
+- :mod:`aml.procs`       launch a server process on a free port, wait until it answers, always stop it
+- :mod:`aml.serving`     model for the scoring service, HTTP client, bounded load generator
+- :mod:`aml.containers`  docker/podman: build, run, wait, stop/remove
+- :mod:`aml.covreport`   ``make coverage``: coverage of the assignment tests, server subprocesses included
+- :mod:`aml.hooks`       ``make hooks``: install the git hooks
 """
 
 __version__ = "0.1.0"
