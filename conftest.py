@@ -2,7 +2,8 @@
 
 Set only where the caller has not set them, and inherited by the notebook kernels nbmake starts:
 - ``AML_BUDGET=smoke``: notebooks shrink their work through their parameters cell (the real code paths still run);
-- ``AML_BUILD_DIR=build/test``: test artefacts (metrics, model store) never overwrite the ``make run`` results;
+- ``AML_BUILD_DIR=build/test``: test artefacts (metrics, model store, MLflow store) never overwrite the ``make run``
+  results;
 - ``AML_DATA_DIR``: ``../shared/data`` beside the checkout when it exists (CI's offline dataset copies);
 - offline switches for Hugging Face, DVC analytics, and a non-interactive matplotlib backend.
 """
@@ -29,6 +30,7 @@ if (ROOT.parent / "shared" / "data").is_dir():
 for _key, _value in _defaults.items():
     os.environ.setdefault(_key, _value)
 os.environ.setdefault("AML_MODEL_STORE", str(Path(os.environ["AML_BUILD_DIR"]) / "models"))
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(os.environ['AML_BUILD_DIR']) / 'mlflow' / 'mlflow.db'}")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,6 +11,9 @@ The notebooks of the Applied Machine Learning course tell the story; the logic l
 - :mod:`aml.reporting`   metrics file shared by all notebooks (``build/metrics.json``)
 - :mod:`aml.notebooks`   ``make run``: execute notebooks with papermill, render HTML, print the metrics table
 - :mod:`aml.spam_filter` the spam filter end to end (benchmark → select → threshold → save)
+- :mod:`aml.versioning`  DVC in a scratch git repository: track, push, checkout, hashes (assignment 2)
+- :mod:`aml.pipeline`    the DVC pipeline stages ``prepare`` → ``train`` → ``evaluate``
+- :mod:`aml.tracking`    MLflow: tracking URI, the ``@tracked`` train function, registry aliases
 - :mod:`aml.procs`       launch a server process on a free port, wait until it answers, always stop it
 - :mod:`aml.serving`     model for the scoring service, HTTP client, bounded load generator
 - :mod:`aml.containers`  docker/podman: build, run, wait, stop/remove

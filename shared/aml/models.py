@@ -9,6 +9,7 @@ vectoriser is inside), so one saved artefact scores new messages.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,12 @@ SPAM_CUES: tuple[tuple[str, float], ...] = (
 )
 
 
+@functools.cache
+def _compiled_cues() -> tuple[tuple[re.Pattern, float], ...]:
+    # compiled once per process, not stored on the model: a fitted model holds only plain data (pickle/skops safe)
+    return tuple((re.compile(p, re.IGNORECASE), w) for p, w in SPAM_CUES)
+
+
 class KeywordHeuristic(ClassifierMixin, BaseEstimator):
     """A rule-based spam score: the weighted count ``c`` of spam cues mapped to ``1 - exp(-c / scale)``.
 
@@ -47,11 +54,10 @@ class KeywordHeuristic(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         self.classes_ = np.array([0, 1])
-        self.patterns_ = [(re.compile(p, re.IGNORECASE), w) for p, w in SPAM_CUES]
         return self
 
     def cue_score(self, text: str) -> float:
-        return sum(w for pattern, w in self.patterns_ if pattern.search(text))
+        return sum(w for pattern, w in _compiled_cues() if pattern.search(text))
 
     def predict_proba(self, X):
         scores = np.array([self.cue_score(str(t)) for t in X], dtype=float)

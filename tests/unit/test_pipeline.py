@@ -1,0 +1,73 @@
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from aml import pipeline, versioning
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def raw_frame(n_ham=60, n_spam=20):
+    return pd.DataFrame(
+        {
+            "label": ["ham"] * n_ham + ["spam"] * n_spam,
+            "text": [f"see you at {i} tonight" for i in range(n_ham)]
+            + [f"WIN a £{i}00 prize call 0906{i:05d} now" for i in range(n_spam)],
+        }
+    )
+
+
+def test_stages(tmp_path):
+    raw_frame().to_csv(tmp_path / "raw.csv", index=False)
+    paths = pipeline.prepare(tmp_path / "raw.csv", tmp_path / "data", seed=1)
+    assert sorted(paths) == ["test", "train", "validation"]
+    out = pipeline.train(tmp_path / "data", tmp_path / "model" / "m.joblib", {"model": "tfidf_logreg", "C": 10.0})
+    assert 0 <= out["threshold"] <= 1
+    metrics = pipeline.evaluate(tmp_path / "data", tmp_path / "model" / "m.joblib", tmp_path / "metrics.json")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics and metrics["aucpr"] > 0.9
+
+
+def test_build_model_and_bad_name():
+    assert pipeline.build_model({"model": "tfidf_naive_bayes", "alpha": 0.5}).get_params()["clf__alpha"] == 0.5
+    with pytest.raises(ValueError, match="unknown model"):
+        pipeline.build_model({"model": "nope"})
+
+
+def test_read_raw_validates(tmp_path):
+    raw_frame().assign(label="eggs").to_csv(tmp_path / "raw.csv", index=False)
+    with pytest.raises(ValueError, match="unknown labels"):
+        pipeline.read_raw(tmp_path / "raw.csv")
+
+
+def test_params_file_matches_pipeline():
+    params = pipeline.load_params(ROOT / "assignment2" / "params.yaml")
+    assert isinstance(params["split"]["seed"], int)
+    pipeline.build_model(params["train"])
+    stages = yaml.safe_load((ROOT / "assignment2" / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == ["prepare", "train", "evaluate"]
+
+
+def test_dvc_repro_and_exp_run(tmp_path, monkeypatch):
+    """The real pipeline in a scratch repo: repro, then an experiment with another seed."""
+    repo = versioning.init_repo(tmp_path / "repo", versioning.remote_settings("local", tmp_path / "remote"))
+    shutil.copy(ROOT / "assignment2" / "dvc.yaml", repo)
+    params = pipeline.load_params(ROOT / "assignment2" / "params.yaml")
+    params["train"]["model"] = "tfidf_naive_bayes"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / "data").mkdir()
+    raw_frame().to_csv(repo / "data" / "raw_data.csv", index=False)
+    versioning.track(repo, ["data/raw_data.csv"], "raw", push=False)
+    versioning.git(repo, "add", "dvc.yaml", "params.yaml")
+    versioning.git(repo, "commit", "-q", "-m", "pipeline")
+    versioning.dvc(repo, "repro")
+    assert (repo / "dvc.lock").is_file() and json.loads((repo / "metrics.json").read_text())["aucpr"] > 0.8
+    assert "didn't change" in versioning.dvc(repo, "repro") or "up to date" in versioning.dvc(repo, "status")
+    versioning.git(repo, "add", "-A")
+    versioning.git(repo, "commit", "-q", "-m", "repro")
+    versioning.dvc(repo, "exp", "run", "-S", "split.seed=3")
+    shown = versioning.dvc(repo, "exp", "show", "--csv")
+    assert "split.seed" in shown and ",3," in shown
