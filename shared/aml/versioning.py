@@ -149,6 +149,11 @@ def hashes(repo: str | Path, files: Sequence[str]) -> dict[str, str]:
     return {f: md5(Path(repo) / f) for f in files}
 
 
+def read_split(repo: str | Path, file: str) -> pd.DataFrame:
+    """One split file of the repository's work tree."""
+    return pd.read_csv(Path(repo) / file, keep_default_na=False)
+
+
 def distributions(repo: str | Path, files: Sequence[str], target: str = "y") -> pd.DataFrame:
     """Number of 0s and 1s of ``target`` in each CSV file (one row per file)."""
     rows = {}

@@ -43,6 +43,7 @@ def test_version_checkout_and_restore_from_remote(repo, tmp_path):
     v2 = versioning.track(repo, ["data/train.csv"], "v2")
     assert v1 != v2 == versioning.head(repo)
     assert versioning.distributions(repo, ["data/train.csv"]).loc["train"].to_dict() == {"0": 5, "1": 4}
+    assert len(versioning.read_split(repo, "data/train.csv")) == 9
     versioning.checkout(repo, "v1")
     assert versioning.hashes(repo, ["data/train.csv"]) == h1
     assert versioning.distributions(repo, ["data/train.csv"]).loc["train", "1"] == 2
