@@ -26,6 +26,7 @@ MODELS = {
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
+    """The pipeline parameters (``split.seed``, ``train.*``) from ``params.yaml``."""
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -39,6 +40,7 @@ def write_raw(path: str | Path, source: str | Path | None = None) -> Path:
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read ``raw_data.csv`` back (strings kept as written) and validate it like the original collection."""
     df = pd.read_csv(path, dtype={"label": "string", "text": "string"}, keep_default_na=False)
     sms.check_sms_frame(df)
     return df

@@ -8,14 +8,22 @@
   (git commit) as tags, and the model with its signature and an input example, registered in the model registry.
 - registry helpers: :func:`set_champion` (aliases; registry stages are deprecated), :func:`registered_aucpr`,
   :func:`load_champion`.
+- :func:`new_store` / :func:`scratch_uri`: throwaway SQLite stores for tests and demos, each a copy of one store
+  migrated once per process (migrating a new SQLite store takes seconds; copying the file takes milliseconds, and a
+  store per test avoids SQLite's "database is locked" between parallel processes).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import importlib.metadata
 import os
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aml import config, evaluation
+from aml import config, evaluation, spam_filter
 from aml.versioning import md5
 
-REGISTERED_MODEL = "sms-spam-filter"
+REGISTERED_MODEL = spam_filter.MODEL_NAME
 EXPERIMENT = "sms-spam"
 CHAMPION = "champion"
 
@@ -62,6 +70,34 @@ def configure(uri: str | None = None, experiment: str = EXPERIMENT, artifact_roo
     return experiment_id
 
 
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+
+
+@contextlib.contextmanager
+def using(uri: str, experiment: str = EXPERIMENT, artifact_root: str | Path | None = None) -> Iterator[str]:
+    """:func:`configure` for the duration of a ``with`` block, then put everything back (yields the experiment id).
+
+    MLflow's ``set_tracking_uri``/``set_registry_uri``/``set_experiment`` also write ``MLFLOW_TRACKING_URI`` etc.
+    into ``os.environ`` (for subprocesses), and ``set_tracking_uri(None)`` *deletes* the variable: without this, a
+    test pointing MLflow at a temporary store would leave the rest of the process (and every notebook kernel it
+    starts later) on that store, or on none.
+    """
+    import mlflow
+
+    saved = {key: os.environ.get(key) for key in _MLFLOW_ENV}
+    try:
+        yield configure(uri, experiment, artifact_root)
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        mlflow.tracking.fluent._active_experiment_id = None  # no public way to forget the active experiment
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def code_version(repo: str | Path | None = None) -> str:
     """The git commit of the workspace (``+dirty`` when the work tree has changes), or ``unknown``."""
     repo = repo or config.REPO_ROOT
@@ -79,6 +115,30 @@ def code_version(repo: str | Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+#: what a logged model needs to be loaded and scored: scikit-learn and its numeric stack, and skops (the format
+#: MLflow saves scikit-learn models in)
+MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "skops")
+
+
+@functools.cache
+def model_requirements(packages: tuple[str, ...] = MODEL_PACKAGES) -> list[str]:
+    """``package==version`` of each package as installed here: the pip requirements logged with each model.
+
+    Given explicitly instead of letting MLflow infer them: inference loads the model in a subprocess and records
+    every module it imports (about 6 s per model here, and, since loading imports the ``aml`` package, it lists
+    torch, pytest and rich for a TF-IDF model). The TF-IDF benchmarks need only these packages.
+    """
+    if isinstance(packages, str):
+        raise TypeError(f"packages must be a tuple of distribution names, not the string {packages!r}")
+    pinned = []
+    for package in packages:
+        try:
+            pinned.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            raise ValueError(f"{package!r} is not installed: a logged model cannot require it") from None
+    return pinned
 
 
 def _own_types(model) -> list[str]:
@@ -105,6 +165,12 @@ class TrainOutcome:
     version: str | None = None  # registered model version
 
 
+def _close(figure) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def tracked(registered_model: str | None = REGISTERED_MODEL, data_file: str = "train.csv"):
     """Decorate ``fn(name, estimator, splits, *, data_dir=None, **kw) -> TrainOutcome`` so that each call is one
     MLflow run in the current experiment: params, metrics, PR-curve artifact, data/code version tags, the model
@@ -113,12 +179,17 @@ def tracked(registered_model: str | None = REGISTERED_MODEL, data_file: str = "t
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(name, estimator, splits, *args, data_dir=None, **kwargs):
-            import matplotlib.pyplot as plt
+            # `import mlflow` alone, never beside other imports: ruff classes `mlflow` as first-party while the store
+            # folder <repo>/mlflow exists, so a mixed import block would sort differently from run to run
             import mlflow
-            from mlflow.models import infer_signature
 
             with mlflow.start_run(run_name=name) as run:
                 outcome: TrainOutcome = fn(name, estimator, splits, *args, **kwargs)
+                if not isinstance(outcome, TrainOutcome):
+                    raise TypeError(
+                        f"{fn.__name__} returned {type(outcome).__name__}: a @tracked function must "
+                        "return a TrainOutcome"
+                    )
                 mlflow.log_params({"model": name, **outcome.params})
                 mlflow.log_metrics({k: float(v) for k, v in outcome.metrics.items() if np.isscalar(v)})
                 tags = {"code_version": code_version(), "model_type": name}
@@ -128,10 +199,10 @@ def tracked(registered_model: str | None = REGISTERED_MODEL, data_file: str = "t
                 mlflow.set_tags(tags)
                 if outcome.figure is not None:
                     mlflow.log_figure(outcome.figure, "precision_recall.png")
-                    plt.close(outcome.figure)
+                    _close(outcome.figure)
                 # a 1-d array of strings: what the pipeline takes (a list would become a one-column DataFrame)
                 example = np.array(splits["train"]["text"].head(3).tolist(), dtype=object)
-                signature = infer_signature(example, outcome.model.predict_proba(example))
+                signature = mlflow.models.infer_signature(example, outcome.model.predict_proba(example))
                 info = mlflow.sklearn.log_model(
                     outcome.model,
                     name="model",
@@ -139,6 +210,7 @@ def tracked(registered_model: str | None = REGISTERED_MODEL, data_file: str = "t
                     input_example=example,
                     registered_model_name=registered_model,
                     pyfunc_predict_fn="predict_proba",
+                    pip_requirements=model_requirements(),
                     skops_trusted_types=_own_types(outcome.model),
                 )
                 outcome.run_id = run.info.run_id
@@ -182,6 +254,8 @@ def set_champion(versions: dict[str, float], registered_model: str = REGISTERED_
     """Give the alias ``champion`` to the version with the highest AUCPR (``{version: aucpr}``); returns it."""
     import mlflow
 
+    if not versions:
+        raise ValueError("set_champion needs at least one {version: aucpr} entry")
     best = max(versions, key=versions.get)
     mlflow.MlflowClient().set_registered_model_alias(registered_model, CHAMPION, best)
     return best
@@ -209,6 +283,12 @@ def registered_aucpr(versions: list[str] | None = None, registered_model: str = 
                 "run_id": mv.run_id,
             }
         )
+    if not rows:
+        raise LookupError(
+            f"no version of registered model {registered_model!r}"
+            + (f" among {versions}" if versions is not None else "")
+            + f" in {mlflow.get_registry_uri()} (a different tracking URI than the one written to?)"
+        )
     return pd.DataFrame(rows).sort_values("version").set_index("version")
 
 
@@ -219,6 +299,34 @@ def load_champion(registered_model: str = REGISTERED_MODEL):
     return mlflow.sklearn.load_model(f"models:/{registered_model}@{CHAMPION}")
 
 
+_template: list[Path] = []  # the store migrated once per process (see new_store)
+
+
+def _migrated_template() -> Path:
+    if not _template or not _template[0].is_file():
+        from mlflow import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates the schema
+        _template[:] = [folder / "mlflow.db"]
+    return _template[0]
+
+
+def new_store(folder: str | Path) -> str:
+    """Create ``<folder>/mlflow.db``, a ready (migrated, empty) SQLite store, and return its URI.
+
+    The file is a copy of one store migrated once per process. Use it through :func:`configure`, which gives each
+    experiment an artifact folder beside the file (the template's ``Default`` experiment is not meant to be used).
+    """
+    db = Path(folder) / "mlflow.db"
+    if db.exists():
+        raise FileExistsError(f"{db} exists: new_store creates a store, it never overwrites one")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_migrated_template(), db)
+    return f"sqlite:///{db.resolve()}"
+
+
 def scratch_uri() -> str:
-    """A fresh SQLite store in a temporary folder (for tests and throwaway demos)."""
-    return f"sqlite:///{Path(tempfile.mkdtemp(prefix='mlflow-')) / 'mlflow.db'}"
+    """A fresh SQLite store in a new temporary folder (for tests and throwaway demos)."""
+    return new_store(tempfile.mkdtemp(prefix="mlflow-"))

@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from aml import config, sms
+
 
 class CommandError(RuntimeError):
     """A git or dvc command failed."""
@@ -31,6 +33,10 @@ class CommandError(RuntimeError):
 def _env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` in dvc.yaml = ours
+    # `python -m aml.pipeline` (the dvc.yaml stages) finds this library even where it is not pip-installed (Colab
+    # puts it on sys.path only, which a subprocess does not inherit)
+    library = str(config.PACKAGE_DIR.parent)
+    env["PYTHONPATH"] = os.pathsep.join([library, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
     env.setdefault("DVC_NO_ANALYTICS", "1")
     env["GIT_TERMINAL_PROMPT"] = "0"
     # the scratch repo is nested inside the workspace's checkout: keep git from looking above it
@@ -48,10 +54,12 @@ def run(args: Sequence[str], cwd: str | Path) -> str:
 
 
 def git(repo: str | Path, *args: str) -> str:
+    """``git <args>`` in ``repo``; returns stdout."""
     return run(["git", *args], repo)
 
 
 def dvc(repo: str | Path, *args: str) -> str:
+    """``dvc <args>`` in ``repo`` (the DVC of this interpreter); returns stdout."""
     return run([sys.executable, "-m", "dvc", *args], repo)
 
 
@@ -101,6 +109,8 @@ def init_repo(path: str | Path, remote: dict, fresh: bool = True) -> Path:
 
 def track(repo: str | Path, files: Sequence[str], message: str, push: bool = True, tag: str | None = None) -> str:
     """``dvc add`` the files, commit the ``.dvc`` pointers (and .gitignore) in git, ``dvc push``; return the commit."""
+    if isinstance(files, str) or not files:
+        raise ValueError(f"track needs a non-empty list of file paths, got {files!r}")
     repo = Path(repo)
     dvc(repo, "add", "-q", *files)
     pointers = [f"{f}.dvc" for f in files]
@@ -115,13 +125,25 @@ def track(repo: str | Path, files: Sequence[str], message: str, push: bool = Tru
 
 
 def head(repo: str | Path) -> str:
+    """The commit checked out in ``repo``."""
     return git(repo, "rev-parse", "HEAD").strip()
 
 
-def checkout(repo: str | Path, rev: str) -> None:
-    """Switch the repository to ``rev``: git restores the pointers, ``dvc checkout`` the data they point to."""
+def checkout(repo: str | Path, rev: str, from_remote: bool = False) -> None:
+    """Switch the repository to ``rev``: git restores the pointers, ``dvc checkout`` the data they point to.
+
+    ``from_remote=True`` first deletes the local DVC cache and every DVC-tracked file, then ``dvc pull`` brings the
+    data of ``rev`` back from the remote: what a fresh clone on another machine does.
+    """
     git(repo, "checkout", "-q", rev)
-    dvc(repo, "checkout", "-q", "--force")
+    if from_remote:
+        repo = Path(repo)
+        shutil.rmtree(repo / ".dvc" / "cache", ignore_errors=True)
+        for pointer in git(repo, "ls-files", "*.dvc").split():
+            (repo / pointer).with_suffix("").unlink(missing_ok=True)
+        pull(repo)
+    else:
+        dvc(repo, "checkout", "-q", "--force")
 
 
 def pull(repo: str | Path) -> None:
@@ -141,7 +163,10 @@ def md5(path: str | Path) -> str:
 def pointer_md5(pointer: str | Path) -> str:
     """The MD5 a ``.dvc`` pointer file records for its output."""
     data = yaml.safe_load(Path(pointer).read_text())
-    return data["outs"][0]["md5"]
+    try:
+        return data["outs"][0]["md5"]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError(f"{pointer} is not a DVC pointer file (expected outs: [{{md5: ...}}])") from None
 
 
 def hashes(repo: str | Path, files: Sequence[str]) -> dict[str, str]:
@@ -154,10 +179,15 @@ def read_split(repo: str | Path, file: str) -> pd.DataFrame:
     return pd.read_csv(Path(repo) / file, keep_default_na=False)
 
 
-def distributions(repo: str | Path, files: Sequence[str], target: str = "y") -> pd.DataFrame:
-    """Number of 0s and 1s of ``target`` in each CSV file (one row per file)."""
-    rows = {}
-    for f in files:
-        counts = pd.read_csv(Path(repo) / f, usecols=[target])[target].value_counts()
-        rows[Path(f).stem] = {"0": int(counts.get(0, 0)), "1": int(counts.get(1, 0))}
-    return pd.DataFrame.from_dict(rows, orient="index")[["0", "1"]]
+def distributions(repo: str | Path, files: Sequence[str]) -> pd.DataFrame:
+    """Target distribution (number of 0s and 1s, :func:`aml.sms.target_distribution`) of each split file."""
+    return sms.target_distribution({Path(f).stem: read_split(repo, f) for f in files})
+
+
+def compare(first: dict[str, str], second: dict[str, str], names: Sequence[str] = ("v1", "v2")) -> pd.DataFrame:
+    """Side by side the hashes of two versions (``{file: md5}`` each), with a column ``same``."""
+    if set(first) != set(second):
+        raise ValueError(f"the versions list different files: {sorted(first)} vs {sorted(second)}")
+    table = pd.DataFrame({f"{names[0]} md5": first, f"{names[1]} md5": second})
+    table["same"] = table.iloc[:, 0] == table.iloc[:, 1]
+    return table

@@ -2,6 +2,7 @@
 
 import sys
 
+import pytest
 import requests
 
 from aml import models, procs, tracking
@@ -9,20 +10,26 @@ from aml import models, procs, tracking
 from ..unit.test_evaluation import toy_frame
 
 
-def test_registered_models_through_rest_api(tmp_path):
-    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.configure(db, experiment="server-test", artifact_root=tmp_path / "artifacts")
-    splits = {"train": toy_frame(60, 0), "validation": toy_frame(30, 1)}
-    out = tracking.train("tfidf_naive_bayes", models.tfidf_naive_bayes(), splits)
-    tracking.set_champion({out.version: out.metrics["aucpr"]})
+@pytest.fixture
+def registered(tmp_path):
+    """A temporary SQLite store holding one registered version with the alias ``champion``."""
+    uri = tracking.new_store(tmp_path)
+    with tracking.using(uri, experiment="server-test"):
+        splits = {"train": toy_frame(60, 0), "validation": toy_frame(30, 1)}
+        out = tracking.train("tfidf_naive_bayes", models.tfidf_naive_bayes(), splits)
+        tracking.set_champion({out.version: out.metrics["aucpr"]})
+    return uri, out
 
+
+def test_registered_models_through_rest_api(registered, tmp_path, monkeypatch):
+    uri, out = registered
     command = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--backend-store-uri",
-        db,
+        uri,
         "--default-artifact-root",
         str(tmp_path / "artifacts"),
         "--host",
@@ -33,18 +40,27 @@ def test_registered_models_through_rest_api(tmp_path):
         "1",
     ]
     with procs.serve(command, path="/health", timeout=120) as server:
-        reply = requests.get(f"{server.url}/api/2.0/mlflow/registered-models/search", timeout=10)
+        api = f"{server.url}/api/2.0/mlflow"
+        reply = requests.get(f"{api}/registered-models/search", timeout=10)
         assert reply.status_code == 200
         found = reply.json()["registered_models"]
         assert [m["name"] for m in found] == [tracking.REGISTERED_MODEL]
         assert found[0]["aliases"] == [{"alias": "champion", "version": out.version}]
-        version = requests.get(
-            f"{server.url}/api/2.0/mlflow/model-versions/get",
-            params={"name": tracking.REGISTERED_MODEL, "version": out.version},
+        by_alias = requests.get(
+            f"{api}/registered-models/alias",
+            params={"name": tracking.REGISTERED_MODEL, "alias": "champion"},
             timeout=10,
-        ).json()
-        run = requests.get(
-            f"{server.url}/api/2.0/mlflow/runs/get", params={"run_id": version["model_version"]["run_id"]}, timeout=10
-        ).json()["run"]
+        ).json()["model_version"]
+        assert by_alias["version"] == out.version and by_alias["run_id"] == out.run_id
+        run = requests.get(f"{api}/runs/get", params={"run_id": by_alias["run_id"]}, timeout=10).json()["run"]
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert abs(metrics["aucpr"] - out.metrics["aucpr"]) < 1e-12
+
+        # a team server works unchanged: MLFLOW_TRACKING_URI names it, the library reads the registry through it
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        assert tracking.tracking_uri() == server.url
+        with tracking.using(tracking.tracking_uri(), experiment="server-test"):
+            table = tracking.registered_aucpr()
+        assert table.loc[int(out.version), "aliases"] == "champion"
+        assert table.loc[int(out.version), "aucpr"] == pytest.approx(out.metrics["aucpr"])
+    assert not server.alive()

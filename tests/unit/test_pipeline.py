@@ -31,6 +31,35 @@ def test_stages(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics and metrics["aucpr"] > 0.9
 
 
+def test_write_raw_is_the_validated_collection(tmp_path):
+    path = pipeline.write_raw(tmp_path / "sub" / "raw_data.csv")
+    raw = pipeline.read_raw(path)
+    assert list(raw.columns) == ["label", "text"] and len(raw) == 5574
+    assert raw["label"].value_counts().to_dict() == {"ham": 4827, "spam": 747}
+
+
+def test_main_runs_each_stage_in_the_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"split": {"seed": 5}, "train": {"model": "tfidf_naive_bayes", "alpha": 0.1}})
+    )
+    assert pipeline.main(["raw"]) == 0 and (tmp_path / "data" / "raw_data.csv").is_file()
+    raw_frame().to_csv(tmp_path / "data" / "raw_data.csv", index=False)  # small: the stages below stay fast
+    assert pipeline.main(["prepare"]) == 0
+    assert sorted(p.name for p in (tmp_path / "data").glob("*.csv")) == [
+        "raw_data.csv",
+        "test.csv",
+        "train.csv",
+        "validation.csv",
+    ]
+    assert pipeline.main(["train"]) == 0 and (tmp_path / "model" / "model.joblib").is_file()
+    assert pipeline.main(["evaluate"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["aucpr"] > 0.8
+    assert "threshold" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        pipeline.main(["deploy"])
+
+
 def test_build_model_and_bad_name():
     assert pipeline.build_model({"model": "tfidf_naive_bayes", "alpha": 0.5}).get_params()["clf__alpha"] == 0.5
     with pytest.raises(ValueError, match="unknown model"):

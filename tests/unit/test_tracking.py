@@ -1,34 +1,21 @@
-import shutil
+import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from aml import models, tracking
+from aml import models, spam_filter, tracking
 
 from .test_evaluation import toy_frame
 
 
-@pytest.fixture(scope="session")
-def migrated_db(tmp_path_factory):
-    """Migrate one SQLite store once; each test copies it (much faster than migrating anew)."""
-    import mlflow
-
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
-def store(tmp_path, migrated_db):
-    import mlflow
-
-    shutil.copy(migrated_db, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracking.configure(uri, experiment="test")
-    yield uri
-    mlflow.set_tracking_uri(None)
+def store(tmp_path):
+    """A store of this test's own (a copy of the store migrated once per session), configured, then put back."""
+    uri = tracking.new_store(tmp_path)
+    with tracking.using(uri, experiment="test"):
+        yield uri
 
 
 @pytest.fixture
@@ -41,8 +28,25 @@ def splits(tmp_path):
 def test_tracking_uri(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.tracking_uri() == f"sqlite:///{tracking.store_dir() / 'mlflow.db'}"
+    assert tracking.store_dir() == Path(tracking.config.REPO_ROOT) / "mlflow"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_registered_model_is_the_spam_filter():
+    assert tracking.REGISTERED_MODEL == spam_filter.MODEL_NAME == "sms-spam-filter"
+
+
+def test_new_store_is_migrated_and_never_overwritten(tmp_path):
+    uri = tracking.new_store(tmp_path / "a")
+    db = tmp_path / "a" / "mlflow.db"
+    assert uri == f"sqlite:///{db.resolve()}"
+    tables = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='table'")}
+    assert {"experiments", "runs", "registered_models", "model_versions"} <= tables
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        tracking.new_store(tmp_path / "a")
+    scratch = tracking.scratch_uri()
+    assert scratch.startswith("sqlite:///") and Path(scratch.removeprefix("sqlite:///")).is_file()
 
 
 def test_configure_creates_artifact_folder_beside_db(store, tmp_path):
@@ -51,11 +55,37 @@ def test_configure_creates_artifact_folder_beside_db(store, tmp_path):
     exp = mlflow.get_experiment_by_name("test")
     assert exp.artifact_location == (tmp_path / "artifacts").resolve().as_uri()
     assert tracking.configure(store, experiment="test") == exp.experiment_id  # idempotent
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == store
+
+
+def test_using_puts_the_environment_back(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////somewhere/else.db")
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    uri = tracking.new_store(tmp_path)
+    with tracking.using(uri, experiment="inside") as experiment_id:
+        assert os.environ["MLFLOW_TRACKING_URI"] == uri and mlflow.get_tracking_uri() == uri
+        assert os.environ["MLFLOW_EXPERIMENT_ID"] == experiment_id
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////somewhere/else.db"
+    assert "MLFLOW_REGISTRY_URI" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ
+    assert mlflow.get_tracking_uri() == "sqlite:////somewhere/else.db"
 
 
 def test_code_version(tmp_path):
     assert len(tracking.code_version().split("+")[0]) == 40
     assert tracking.code_version(tmp_path) == "unknown"
+
+
+def test_model_requirements():
+    pinned = tracking.model_requirements()
+    assert [r.split("==")[0] for r in pinned] == list(tracking.MODEL_PACKAGES)
+    assert all(len(r.split("==")[1]) > 0 for r in pinned)
+    with pytest.raises(ValueError, match="not installed"):
+        tracking.model_requirements(("surely-not-a-package-xyz",))
+    with pytest.raises(TypeError, match="tuple"):
+        tracking.model_requirements("numpy")
 
 
 def test_decorated_train_logs_everything(store, splits, tmp_path):
@@ -64,15 +94,31 @@ def test_decorated_train_logs_everything(store, splits, tmp_path):
     out = tracking.train("tfidf_naive_bayes", models.tfidf_naive_bayes(), splits, data_dir=tmp_path)
     assert out.version == "1" and out.run_id
     run = mlflow.get_run(out.run_id)
+    assert run.info.run_name == "tfidf_naive_bayes" and run.info.status == "FINISHED"
     assert list(out.metrics)[0] == "aucpr" and run.data.metrics["aucpr"] == pytest.approx(out.metrics["aucpr"])
     assert {"precision", "recall", "threshold"} <= set(run.data.metrics)
+    assert run.data.metrics["threshold"] == pytest.approx(out.threshold)
     assert run.data.params["model"] == "tfidf_naive_bayes" and "clf__alpha" in run.data.params
     assert run.data.tags["data_version"] == tracking.md5(tmp_path / "train.csv")
+    assert run.data.tags["data_file"] == "train.csv"
     assert len(run.data.tags["code_version"].split("+")[0]) == 40
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(out.run_id)]
     assert "precision_recall.png" in artifacts
     logged = mlflow.models.get_model_info(f"runs:/{out.run_id}/model")
     assert logged.signature is not None and logged.saved_input_example_info is not None
+    # a 1-d array of texts in, (ham, spam) probabilities out
+    assert logged.signature.inputs.to_dict()[0]["tensor-spec"] == {"dtype": "object", "shape": (-1,)}
+    assert logged.signature.outputs.to_dict()[0]["tensor-spec"] == {"dtype": "float64", "shape": (-1, 2)}
+    # the pinned requirements, not MLflow's inference (which would list torch for a TF-IDF model)
+    requirements = mlflow.pyfunc.get_model_dependencies(f"runs:/{out.run_id}/model")
+    pinned = Path(requirements).read_text().split()
+    assert set(tracking.model_requirements()) <= set(pinned) and not any(p.startswith("torch") for p in pinned)
+    version = mlflow.MlflowClient().get_model_version(tracking.REGISTERED_MODEL, out.version)
+    assert version.run_id == out.run_id and version.tags["model_type"] == "tfidf_naive_bayes"
+    # the pyfunc flavour scores with predict_proba, as the signature says
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{tracking.REGISTERED_MODEL}/{out.version}")
+    texts = np.array(splits["test"]["text"].head(4).tolist(), dtype=object)
+    assert np.allclose(pyfunc.predict(texts), out.model.predict_proba(texts))
 
 
 def test_decorator_wraps_any_train_function(store, splits):
@@ -80,12 +126,31 @@ def test_decorator_wraps_any_train_function(store, splits):
 
     @tracking.tracked(registered_model=None)
     def my_train(name, estimator, parts):
+        """My docstring."""
         calls.append(name)
         model = estimator.fit(parts["train"]["text"], parts["train"]["y"])
         return tracking.TrainOutcome(name, model, 0.5, {"aucpr": 0.9}, {"alpha": 1})
 
     out = my_train("x", models.tfidf_naive_bayes(), splits)
     assert calls == ["x"] and out.version is None and out.run_id
+    assert my_train.__name__ == "my_train" and my_train.__doc__ == "My docstring."
+    import mlflow
+
+    run = mlflow.get_run(out.run_id)
+    assert "data_version" not in run.data.tags and run.data.params == {"model": "x", "alpha": "1"}
+
+
+def test_decorator_rejects_a_wrong_return_and_fails_the_run(store, splits):
+    import mlflow
+
+    @tracking.tracked(registered_model=None)
+    def bad(name, estimator, parts):
+        return {"aucpr": 1.0}
+
+    with pytest.raises(TypeError, match="must return a TrainOutcome"):
+        bad("bad", None, splits)
+    (run,) = mlflow.search_runs(output_format="list")
+    assert run.info.status == "FAILED" and mlflow.active_run() is None
 
 
 def test_registry_champion_readback_and_load(store, splits, tmp_path):
@@ -102,18 +167,21 @@ def test_registry_champion_readback_and_load(store, splits, tmp_path):
     table = tracking.registered_aucpr()
     assert list(table.index) == [1, 2, 3] and table.loc[int(best), "aliases"] == "champion"
     assert table["model_type"].tolist() == ["nb", "rule", "rf"]
+    assert table["aucpr"].tolist() == pytest.approx([o.metrics["aucpr"] for o in outs])
     model = tracking.load_champion()
     winner = next(o for o in outs if o.version == best)
     x = splits["test"]["text"].tolist()
     assert np.allclose(model.predict_proba(x), winner.model.predict_proba(x))
-    # a second round moves the alias; nothing breaks
+    # a second round adds versions and moves the alias; nothing breaks
     again = tracking.train("nb", models.tfidf_naive_bayes(), splits, data_dir=tmp_path)
     tracking.set_champion({again.version: 1.0})
-    assert tracking.registered_aucpr().loc[4, "aliases"] == "champion"
+    table = tracking.registered_aucpr()
+    assert table.loc[4, "aliases"] == "champion" and table.loc[int(best), "aliases"] == ""
     assert tracking.registered_aucpr(versions=["1"]).index.tolist() == [1]
 
 
-def test_scratch_uri():
-    uri = tracking.scratch_uri()
-    assert uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).parent.is_dir()
-    assert isinstance(pd.DataFrame(), pd.DataFrame)
+def test_registry_bad_input(store):
+    with pytest.raises(ValueError, match="at least one"):
+        tracking.set_champion({})
+    with pytest.raises(LookupError, match="no version of registered model 'nope'"):
+        tracking.registered_aucpr(registered_model="nope")
