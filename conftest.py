@@ -2,6 +2,7 @@
 
 Set only where the caller has not set them, and inherited by the notebook kernels nbmake starts:
 - ``AML_BUDGET=smoke``: notebooks shrink their work through their parameters cell (the real code paths still run);
+- ``AML_PROGRESS=text``: plain-text progress bars in the executed notebooks;
 - ``AML_BUILD_DIR=build/test``: test artefacts (metrics, model store, MLflow store) never overwrite the ``make run``
   results;
 - ``AML_DATA_DIR``: ``../shared/data`` beside the checkout when it exists (CI's offline dataset copies);
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent
 
 _defaults = {
     "AML_BUDGET": "smoke",
+    "AML_PROGRESS": "text",
     "AML_BUILD_DIR": str(ROOT / "build" / "test"),
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

@@ -15,6 +15,9 @@ Environment variables (all optional):
     Folder of saved model artefacts (default ``<repo>/models``).
 ``AML_BUDGET``
     ``full`` (default) or ``smoke``: notebooks read it in their parameters cell to shrink the work under test.
+``AML_PROGRESS``
+    ``auto`` (default: tqdm's widget in Jupyter/Colab) or ``text``: plain-text progress bars, which executed copies
+    of the notebooks keep in their final state (``make run`` and the tests set it).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ METRICS_FILE_ENV = "AML_METRICS_FILE"
 MODEL_STORE_ENV = "AML_MODEL_STORE"
 BUDGET_ENV = "AML_BUDGET"
 
+PROGRESS_ENV = "AML_PROGRESS"
+
 BUDGETS = ("full", "smoke")
+PROGRESS_STYLES = ("auto", "text")
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -67,6 +73,14 @@ def budget() -> str:
     value = os.environ.get(BUDGET_ENV, "full").strip().lower()
     if value not in BUDGETS:
         raise ValueError(f"{BUDGET_ENV}={value!r}: expected one of {BUDGETS}")
+    return value
+
+
+def progress_style() -> str:
+    """How progress bars are drawn: ``auto`` (tqdm's choice: a widget in notebooks) unless ``AML_PROGRESS=text``."""
+    value = os.environ.get(PROGRESS_ENV, "auto").strip().lower()
+    if value not in PROGRESS_STYLES:
+        raise ValueError(f"{PROGRESS_ENV}={value!r}: expected one of {PROGRESS_STYLES}")
     return value
 
 

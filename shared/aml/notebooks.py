@@ -1,7 +1,8 @@
 """Run the workspace's notebooks: ``make run`` calls ``python -m aml.notebooks``.
 
 Every notebook (``assignment*/*.ipynb``, ``project/*.ipynb``, in folder then name order) is executed with papermill
-in its own folder, written to ``build/notebooks/<folder>/<name>.ipynb``, rendered to ``build/html/``, and the metrics
+in its own folder (plain-text progress bars, ``AML_PROGRESS=text``), written to
+``build/notebooks/<folder>/<name>.ipynb``, rendered to ``build/html/``, and the metrics
 the notebooks recorded (``build/metrics.json``) are printed as one table.
 """
 
@@ -63,6 +64,7 @@ def run_all(
     """Execute and render the notebooks, then return the metrics file's content."""
     if budget:
         os.environ[config.BUDGET_ENV] = budget
+    os.environ.setdefault(config.PROGRESS_ENV, "text")  # the executed copies keep finished bars, not empty widgets
     build = Path(build or config.build_dir())
     notebooks_dir, html_dir = build / "notebooks", build / "html"
     failures = []

@@ -1,4 +1,5 @@
 import json
+import os
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
@@ -39,6 +40,7 @@ def test_execute_render_and_run_all(tmp_path, monkeypatch):
 
     monkeypatch.setattr(config, "REPO_ROOT", root)
     monkeypatch.setenv("AML_METRICS_FILE", str(metrics))
+    monkeypatch.delenv("AML_PROGRESS", raising=False)
     write_nb(root / "assignment9" / "b.ipynb", "raise RuntimeError('boom')")
     lines = []
 
@@ -56,6 +58,7 @@ def test_execute_render_and_run_all(tmp_path, monkeypatch):
     else:
         raise AssertionError("a failing notebook must fail the run")
     text = "".join(lines)
+    assert os.environ["AML_PROGRESS"] == "text"  # inherited by the kernels: executed copies keep text bars
     assert "assignment9/a.ipynb (budget smoke)" in text and "FAILED" in text and "a9" in text
     assert (tmp_path / "build" / "html" / "assignment9" / "a.html").is_file()
     assert notebooks.main(["--list"]) == 0
