@@ -19,6 +19,9 @@ The notebooks of the Applied Machine Learning course tell the story; the logic l
 - :mod:`aml.containers`  docker/podman: build, run, wait, stop/remove
 - :mod:`aml.covreport`   ``make coverage``: coverage of the assignment tests, server subprocesses included
 - :mod:`aml.hooks`       ``make hooks``: install the git hooks
+- :mod:`aml.training`    a PyTorch training loop: progress bars, early stopping, best checkpoint, reports (assignment 5)
+- :mod:`aml.vision`      image folders, pretrained CNNs, feature-extractor vs fine-tuning, saliency (assignment 5)
+- :mod:`aml.tweets`      3-class tweet sentiment: both file formats, TF-IDF baseline, transformer fine-tuning
 """
 
 __version__ = "0.1.0"
