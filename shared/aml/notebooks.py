@@ -46,14 +46,18 @@ def execute(
 
 
 def render_html(executed: str | Path, html_dir: str | Path, root: str | Path) -> Path:
-    """Render an executed notebook to HTML under ``html_dir`` (same relative path)."""
+    """Render an executed notebook to HTML under ``html_dir`` (same relative path); consecutive stream outputs are
+    merged and carriage returns applied, so each progress bar shows as its last state."""
     import nbformat
     from nbconvert import HTMLExporter
 
     executed = Path(executed)
     target = Path(html_dir) / executed.relative_to(root).with_suffix(".html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    # coalesce streams: a text progress bar's updates (one output each, joined by carriage returns) become its
+    # final line, as Jupyter shows them
+    exporter = HTMLExporter(config={"CoalesceStreamsPreprocessor": {"enabled": True}})
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     target.write_text(body, encoding="utf-8")
     return target
 

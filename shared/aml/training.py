@@ -58,9 +58,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def progress_bar(iterable=None, **kwargs):
     """A tqdm progress bar: tqdm's notebook widget where it can render (Jupyter, Colab), plain text when
     ``AML_PROGRESS=text`` (set by ``make run`` and the tests). A saved notebook keeps only a widget's first state, so
-    the executed copies would show every bar at 0; a text bar's last line is the finished one."""
+    the executed copies would show every bar at 0; a text bar's last line is the finished one. Text bars redraw at
+    most every 5 s (``mininterval``), so a long epoch leaves a few dozen updates in the saved notebook, not one a
+    step."""
     if config.progress_style() == "text":
         from tqdm.std import tqdm
+
+        kwargs.setdefault("mininterval", 5.0)  # a line every few seconds, not every step, in saved outputs and logs
     else:
         from tqdm.auto import tqdm
     return tqdm(iterable, **kwargs)
@@ -260,7 +264,7 @@ def fit(
             run_correct += int((logits.detach().argmax(1) == targets).sum())
             run_count += len(targets)
             bar.update(1)
-            bar.set_postfix(loss=f"{run_loss / run_count:.4f}")
+            bar.set_postfix(loss=f"{run_loss / run_count:.4f}", refresh=False)  # shown at the next refresh
             if i in eval_at:
                 val_loss, val_acc = evaluate_loader(model, val_loader, device, forward, loss_fn)
                 now = time.perf_counter()

@@ -62,3 +62,14 @@ def test_execute_render_and_run_all(tmp_path, monkeypatch):
     assert "assignment9/a.ipynb (budget smoke)" in text and "FAILED" in text and "a9" in text
     assert (tmp_path / "build" / "html" / "assignment9" / "a.html").is_file()
     assert notebooks.main(["--list"]) == 0
+
+
+def test_render_html_shows_a_progress_bar_as_its_last_state(tmp_path):
+    root = tmp_path / "ws"
+    source = "import sys, time\nfor i in range(4):\n    sys.stderr.write(f'\\rstep {i}/3'); sys.stderr.flush(); time.sleep(0.2)\n"
+    write_nb(root / "assignment9" / "bar.ipynb", source)
+    out = notebooks.execute(root / "assignment9" / "bar.ipynb", tmp_path / "out", root=root)
+    streams = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []) if "text" in o]
+    assert len(streams) > 1  # the kernel sent the updates as separate outputs
+    html = notebooks.render_html(out, tmp_path / "html", tmp_path / "out").read_text()
+    assert "step 3/3" in html and "step 0/3" not in html and "step 2/3" not in html

@@ -52,7 +52,7 @@ def test_progress_bar_text_or_auto(monkeypatch, capsys):
 
     monkeypatch.setenv("AML_PROGRESS", "text")
     bar = training.progress_bar(range(3), desc="steps")
-    assert type(bar) is tqdm.std.tqdm and list(bar) == [0, 1, 2]
+    assert type(bar) is tqdm.std.tqdm and bar.mininterval == 5.0 and list(bar) == [0, 1, 2]
     assert "steps: 100%" in capsys.readouterr().err  # the finished bar is what a saved notebook keeps
     monkeypatch.setenv("AML_PROGRESS", "auto")
     bar = training.progress_bar(total=2, disable=True)
