@@ -4,6 +4,7 @@ The notebooks of the Applied Machine Learning course tell the story; the logic l
 
 - :mod:`aml.config`      paths and environment variables (one place)
 - :mod:`aml.datasets`    dataset registry, ``fetch`` with checksums, offline copies
+- :mod:`aml.splits`      stratified train/validation/test positions and per-class counts, for any labels
 - :mod:`aml.sms`         SMS Spam Collection: load, validate, deduplicate, split
 - :mod:`aml.models`      benchmark spam models, from a keyword rule to transformer embeddings
 - :mod:`aml.evaluation`  ``fit`` / ``score`` / ``evaluate`` / ``validate``, thresholds, plots

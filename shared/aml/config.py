@@ -34,7 +34,6 @@ BUILD_DIR_ENV = "AML_BUILD_DIR"
 METRICS_FILE_ENV = "AML_METRICS_FILE"
 MODEL_STORE_ENV = "AML_MODEL_STORE"
 BUDGET_ENV = "AML_BUDGET"
-
 PROGRESS_ENV = "AML_PROGRESS"
 
 BUDGETS = ("full", "smoke")
@@ -68,20 +67,22 @@ def model_store_dir() -> Path:
     return _env_path(MODEL_STORE_ENV, REPO_ROOT / "models")
 
 
+def _env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value (case and surrounding spaces ignored), one of ``choices``; the first when unset."""
+    value = os.environ.get(name, choices[0]).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {choices}")
+    return value
+
+
 def budget() -> str:
     """The work budget notebooks run with: ``full`` unless ``AML_BUDGET`` says ``smoke``."""
-    value = os.environ.get(BUDGET_ENV, "full").strip().lower()
-    if value not in BUDGETS:
-        raise ValueError(f"{BUDGET_ENV}={value!r}: expected one of {BUDGETS}")
-    return value
+    return _env_choice(BUDGET_ENV, BUDGETS)
 
 
 def progress_style() -> str:
     """How progress bars are drawn: ``auto`` (tqdm's choice: a widget in notebooks) unless ``AML_PROGRESS=text``."""
-    value = os.environ.get(PROGRESS_ENV, "auto").strip().lower()
-    if value not in PROGRESS_STYLES:
-        raise ValueError(f"{PROGRESS_ENV}={value!r}: expected one of {PROGRESS_STYLES}")
-    return value
+    return _env_choice(PROGRESS_ENV, PROGRESS_STYLES)
 
 
 def in_colab() -> bool:

@@ -54,8 +54,6 @@ def render_html(executed: str | Path, html_dir: str | Path, root: str | Path) ->
     executed = Path(executed)
     target = Path(html_dir) / executed.relative_to(root).with_suffix(".html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    # coalesce streams: a text progress bar's updates (one output each, joined by carriage returns) become its
-    # final line, as Jupyter shows them
     exporter = HTMLExporter(config={"CoalesceStreamsPreprocessor": {"enabled": True}})
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     target.write_text(body, encoding="utf-8")

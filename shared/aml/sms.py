@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from aml import datasets
+from aml.splits import SPLITS, stratified_indices
 
 log = logging.getLogger(__name__)
 
 LABELS = ("ham", "spam")
-SPLITS = ("train", "validation", "test")
 FILENAME = "SMSSpamCollection"
 
 
@@ -123,15 +122,9 @@ def preprocess(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 def split(
     df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
 ) -> dict[str, pd.DataFrame]:
-    """Stratified train/validation/test split (70/15/15 by default) on ``y``."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
-    train_f, val_f, test_f = fractions
-    train, rest = train_test_split(df, train_size=train_f, stratify=df["y"], random_state=seed)
-    validation, test = train_test_split(
-        rest, test_size=test_f / (val_f + test_f), stratify=rest["y"], random_state=seed
-    )
-    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, validation, test), strict=True)}
+    """Stratified train/validation/test split (70/15/15 by default) on ``y`` (:func:`aml.splits.stratified_indices`)."""
+    positions = stratified_indices(df["y"].to_numpy(), fractions, seed)
+    return {name: df.iloc[idx].reset_index(drop=True) for name, idx in positions.items()}
 
 
 def target_distribution(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from aml import datasets, models, training
+from aml.splits import class_counts
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +174,7 @@ def stratified_subset(df: pd.DataFrame, n: int | None, seed: int = 42) -> pd.Dat
 
 def distribution(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per split: the count of each sentiment and the total."""
-    rows = {
-        name: {label: int((df["label"] == i).sum()) for i, label in enumerate(LABELS)} for name, df in splits.items()
-    }
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out["total"] = out.sum(axis=1)
-    return out
+    return class_counts({name: df["label"] for name, df in splits.items()}, LABELS)
 
 
 # ---------------------------------------------------------------------------------------------------- baseline

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from aml import datasets, training
+from aml.splits import class_counts, stratified_indices
 
 log = logging.getLogger(__name__)
 
@@ -193,28 +194,13 @@ def metadata_shortcut_accuracy(report: ImageFolderReport, seed: int = 0) -> floa
 def stratified_split(
     labels: Sequence[int], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 42
 ) -> dict[str, np.ndarray]:
-    """Stratified train/validation/test indices (sorted) for the given fractions."""
-    from sklearn.model_selection import train_test_split
-
-    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
-        raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
-    labels = np.asarray(labels)
-    idx = np.arange(len(labels))
-    train, rest = train_test_split(idx, train_size=fractions[0], stratify=labels, random_state=seed)
-    val_share = fractions[1] / (fractions[1] + fractions[2])
-    validation, test = train_test_split(rest, train_size=val_share, stratify=labels[rest], random_state=seed)
-    return {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
+    """Stratified train/validation/test indices (sorted) for the given fractions (:mod:`aml.splits`)."""
+    return {name: np.sort(idx) for name, idx in stratified_indices(labels, fractions, seed).items()}
 
 
 def split_table(data: ImageData, splits: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """Images per class in each split."""
-    rows = {
-        name: {c: int((data.labels[idx] == i).sum()) for i, c in enumerate(data.classes)}
-        for name, idx in splits.items()
-    }
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out["total"] = out.sum(axis=1)
-    return out
+    return class_counts({name: data.labels[idx] for name, idx in splits.items()}, data.classes)
 
 
 def make_transforms(image_size: int, mean: Sequence[float], std: Sequence[float], augment: bool):
