@@ -3,51 +3,58 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV ?= .venv
-PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
+PYTHON := $(VENV)/bin/python
+# The virtual environment is (re)built when it is missing or when what it was built from changed: the stamp file is
+# older than requirements.txt or pyproject.toml. `make run` and `make test` depend on it, so a fresh clone needs no
+# other step.
+STAMP := $(VENV)/.aml-installed
 # Local copies of the datasets: AML_DATA_DIR if set, else ../shared/data beside the checkout when it exists.
 AML_DATA_DIR ?= $(wildcard $(abspath ..)/shared/data)
 export AML_DATA_DIR
 export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
-export MPLBACKEND ?= Agg
+
 
 .PHONY: help setup run test test-fast lint format strip coverage hooks bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## Create .venv, install the pinned requirements and the helper library (editable)
+setup: $(STAMP) ## Create or refresh .venv (pinned requirements + the library, editable); run and test do it too
+
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q -r requirements.txt -e .
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -e '.[all]'
+	touch $@
 
-run: ## Main job: execute every notebook (papermill) into build/, render HTML, print and write build/metrics.json
-	$(PYTHON) -m aml.notebooks
+run: $(STAMP) ## Main job: execute every notebook (papermill) into build/, render HTML, print and write build/metrics.json
+	$(PYTHON) -m aml.devtools.notebooks
 
-test: ## Every test: unit, integration, server, container, git hook, and every notebook with nbmake
+test: $(STAMP) ## Every test: unit, data, model, integration, server, container, git hook, and every notebook (nbmake)
 	$(PYTHON) -m pytest --nbmake --nbmake-timeout=1200 --durations=15
 
-test-fast: ## Library and assignment tests without executing the notebooks
+test-fast: $(STAMP) ## Library and assignment tests without executing the notebooks
 	$(PYTHON) -m pytest
 
-lint: ## ruff (code and notebooks) and a check that notebooks are committed without outputs
+lint: $(STAMP) ## ruff (code and notebooks) and a check that notebooks are committed without outputs
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m pytest -q tests/test_workspace.py
 
-format: ## Format code with ruff
+format: $(STAMP) ## Format code with ruff
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-strip: ## Strip outputs from every notebook (nbstripout)
+strip: $(STAMP) ## Strip outputs from every notebook (nbstripout)
 	git ls-files '*.ipynb' | xargs $(PYTHON) -m nbstripout
 
-coverage: ## Coverage of assignment3/4 test.py (server process and container included) -> assignmentN/coverage.txt
-	$(PYTHON) -m aml.covreport assignment3 assignment4
+coverage: $(STAMP) ## Coverage of assignment3/4 test.py (server process and container included) -> assignmentN/coverage.txt
+	$(PYTHON) -m aml.devtools.covreport assignment3 assignment4
 
-hooks: ## Install the git hooks (pre-commit framework incl. the main-branch tests; standalone copy otherwise)
-	$(PYTHON) -m aml.hooks install
+hooks: $(STAMP) ## Install the git hooks (pre-commit framework incl. the main-branch tests; standalone copy otherwise)
+	$(PYTHON) -m aml.devtools.hooks install
 
-bench: ## Load benchmark: gunicorn (workers = cores), 1 and 16 clients, vs in-process score()
+bench: $(STAMP) ## Load benchmark: gunicorn (workers = cores), 1 and 16 clients, vs in-process score()
 	$(PYTHON) assignment3/benchmark.py
 
 clean: ## Remove build outputs (executed notebooks, reports, metrics, test artefacts)

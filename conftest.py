@@ -39,3 +39,56 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.path).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebook)
+
+
+# -- shared fixtures (the one place for them: no test module imports another) ----------------------------------------
+
+
+def toy_sms_frame(n: int = 60, seed: int = 0):
+    """A small, clearly separable ``text``/``y`` frame: ``n`` ham messages and ``n // 3`` spam messages."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    ham = [f"see you at {w} tonight" for w in rng.choice(["home", "work", "six", "the pub", "lunch"], n)]
+    spam = [f"WIN a {w} prize call 0906{i:05d} now" for i, w in enumerate(rng.choice(["cash", "free", "£500"], n // 3))]
+    return pd.DataFrame({"text": ham + spam, "y": [0] * len(ham) + [1] * len(spam)})
+
+
+@pytest.fixture
+def toy_frame():
+    """The factory :func:`toy_sms_frame` (call it with ``n`` and ``seed``)."""
+    return toy_sms_frame
+
+
+@pytest.fixture
+def toy_splits(tmp_path):
+    """Toy train/validation/test frames; train is also written to ``tmp_path/train.csv`` (a data version to hash)."""
+    parts = {"train": toy_sms_frame(60, 0), "validation": toy_sms_frame(30, 1), "test": toy_sms_frame(30, 2)}
+    parts["train"].to_csv(tmp_path / "train.csv", index=False)
+    return parts
+
+
+@pytest.fixture
+def mlflow_store(tmp_path):
+    """An MLflow store of this test's own (a copy of the store migrated once per session), configured with the
+    experiment ``test``, then everything put back."""
+    from aml.mlops import tracking
+
+    uri = tracking.new_store(tmp_path)
+    with tracking.using(uri, experiment="test"):
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def selected_spam_filter(tmp_path_factory):
+    """``(model, threshold)`` of the spam filter that assignment 1 selects (seed 42, without the slow transformer),
+    trained once per test session on the real collection (``AML_DATA_DIR``)."""
+    from aml.core import config
+    from aml.spam import selection
+
+    if config.local_data_dir() is None:
+        pytest.skip("AML_DATA_DIR is not set: the selected model is trained on the real collection")
+    tmp = tmp_path_factory.mktemp("spam_filter")
+    result = selection.build_spam_filter(tmp / "data", seed=42, store=tmp / "store", include_transformer=False)
+    return result.best_model, result.threshold

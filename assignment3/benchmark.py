@@ -3,8 +3,9 @@
 In one run, on this machine:
 
 1. the in-process rate: ``score()`` called back to back in one thread (the model loaded once, as in the service);
-2. the production server — gunicorn with one worker per core by default (``--workers``), on 127.0.0.1 only — under
-   a bounded load from 1 and from 16 concurrent clients (``aml.serving.load_test``: each run stops after
+2. the production server — ``python app.py --server gunicorn``: gunicorn's ``gthread`` workers, one per core by
+   default (``--workers``), the model preloaded, on 127.0.0.1 only — under
+   a bounded load from 1 and from 16 concurrent clients (``aml.devtools.http_client.load_test``: each run stops after
    ``--requests`` requests or ``--seconds`` seconds): requests/s, p50/p99 latency, errors;
 3. the ratio served requests/s ÷ in-process calls/s (goal ≥ 0.6 with as many workers as cores, zero errors).
 
@@ -21,33 +22,31 @@ import platform
 import sys
 from pathlib import Path
 
-from aml import procs, reporting, serving
+from aml.core import reporting
+from aml.devtools import fixtures, http_client, procs
+from aml.spam.scoring import score_text
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-from score import score  # noqa: E402
-
-TEXTS = [*serving.SPAM_EXAMPLES, *serving.HAM_EXAMPLES]
+TEXTS = [*fixtures.SPAM_EXAMPLES, *fixtures.HAM_EXAMPLES]
 
 
 def gunicorn_command(workers: int) -> list[str]:
-    """The production command line (see the README); ``{port}`` is filled in by ``procs.serve``."""
-    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", "127.0.0.1:{port}",
-            "--no-control-socket", "--log-level", "warning", "app:create_app()"]  # fmt: skip
+    """The production command line (see the README), run from this folder; ``{port}`` is filled in by
+    ``procs.serve``."""
+    return [sys.executable, "app.py", "--server", "gunicorn", "--workers", str(workers), "--host", "127.0.0.1",
+            "--port", "{port}"]  # fmt: skip
 
 
 def run(workers: int, clients: list[int], max_requests: int, max_seconds: float) -> dict:
-    model, meta = serving.ensure_model()
+    model, meta = fixtures.ensure_model()
     threshold = float(meta["threshold"])
-    in_process = serving.call_rate(score, [(t, model, threshold) for t in TEXTS], max_calls=max_requests,
+    in_process = http_client.call_rate(score_text, [(t, model, threshold) for t in TEXTS], max_calls=max_requests,
                                    max_seconds=max_seconds)  # fmt: skip
     print(f"in-process score(): {in_process:.0f} calls/s (one thread)", flush=True)
     results = []
     with procs.serve(gunicorn_command(workers), cwd=HERE, timeout=120) as server:
         for n in clients:
-            result = serving.load_test(
+            result = http_client.load_test(
                 f"{server.url}/score",
                 [{"text": t} for t in TEXTS],
                 clients=n,
@@ -72,7 +71,7 @@ def run(workers: int, clients: list[int], max_requests: int, max_seconds: float)
 
 def markdown(figures: dict) -> str:
     lines = [
-        f"gunicorn, {figures['workers']} sync workers, 127.0.0.1; {figures['machine']}; model {figures['model']}",
+        f"gunicorn, {figures['workers']} gthread workers, 127.0.0.1; {figures['machine']}; model {figures['model']}",
         "",
         "| clients | requests | req/s | p50 latency | p99 latency | errors | served ÷ in-process |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -3,9 +3,11 @@
     python assignment4/image.py                      # build aml-spam-filter:latest with the machine's engine
     python assignment4/image.py --tag NAME:TAG --base-image python:3.11-slim --context-dir /tmp/ctx
 
-The context (see the Dockerfile's header) takes ``app.py`` and ``score.py`` from ``assignment3`` at build time, the
-``aml`` library, the model artefact from the model store (``AML_MODEL_STORE``; built first if the store has none),
-and a ``requirements.txt`` pinned from this environment, so the pickled model loads with the versions that saved it.
+The context (see the Dockerfile's header) takes ``app.py`` from ``assignment3`` at build time, the library as an
+installable project (``pyproject.toml``, ``README.md``, ``shared/aml``: the image runs ``pip install ".[serve]"``),
+the model artefact from the model store (``AML_MODEL_STORE``; built first if the store has none), and the ``serve``
+extra's packages pinned from this environment (``requirements.txt``, ``constraints.txt``), so the pickled model loads
+with the versions that saved it.
 
 Base image: ``--base-image``, else ``AML_BASE_IMAGE``, else the local ``localhost/python-base:bookworm`` when the
 engine has it (machines without a registry, see ``setup_container_engine.sh``), else the Dockerfile's public default.
@@ -17,40 +19,55 @@ import argparse
 import os
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
-from aml import config, containers, modelstore
+import tomllib
+
+from aml.core import modelstore
+from aml.devtools import containers, fixtures
+from aml.spam import MODEL_NAME
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 APP_DIR = ROOT / "assignment3"
 DEFAULT_TAG = "aml-spam-filter:latest"
-MODEL_NAME = "sms-spam-filter"  # aml.spam_filter.MODEL_NAME; the test checks they agree
-#: what the service imports, resolved with their dependencies from this environment
-PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "Flask", "gunicorn")
+EXTRA = "serve"
 
 
-def stage(dest: str | Path, model_store: str | Path | None = None, model_name: str = MODEL_NAME) -> Path:
+def serve_packages(pyproject: str | Path = ROOT / "pyproject.toml") -> list[str]:
+    """The packages of the library's ``serve`` extra, read from ``pyproject.toml`` (defined there once)."""
+    extras = tomllib.loads(Path(pyproject).read_text())["project"].get("optional-dependencies", {})
+    if EXTRA not in extras:
+        raise KeyError(f"{pyproject} defines no [project.optional-dependencies] {EXTRA} extra")
+    return list(extras[EXTRA])
+
+
+def stage(dest: str | Path, model_store: str | Path | None = None) -> Path:
     """Stage the build context in ``dest`` (which must not exist yet or be empty) and return it."""
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         raise FileExistsError(f"{dest} is not empty: stage into a fresh folder")
-    model_dir = modelstore.model_dir(model_name, model_store)
-    modelstore.load_metadata(model_name, model_store)  # a clear error when the store has no such model
+    model_dir = modelstore.store_path(MODEL_NAME, model_store)
+    modelstore.load_metadata(model_dir)  # a clear error when the store has no such model
     containers.stage_context(
         dest,
         {
             "Dockerfile": HERE / "Dockerfile",
             ".dockerignore": HERE / ".dockerignore",
+            "pyproject.toml": ROOT / "pyproject.toml",
+            "README.md": ROOT / "README.md",
+            "shared/aml": ROOT / "shared" / "aml",
             "app/app.py": APP_DIR / "app.py",
-            "app/score.py": APP_DIR / "score.py",
-            "app/aml": config.PACKAGE_DIR,
-            f"app/models/{model_name}/{modelstore.ARTEFACT}": model_dir / modelstore.ARTEFACT,
-            f"app/models/{model_name}/{modelstore.META}": model_dir / modelstore.META,
+            f"app/models/{MODEL_NAME}/{modelstore.ARTEFACT}": model_dir / modelstore.ARTEFACT,
+            f"app/models/{MODEL_NAME}/{modelstore.META}": model_dir / modelstore.META,
         },
     )
-    pins = containers.pinned_requirements(PACKAGES)
-    (dest / "requirements.txt").write_text("# pinned from the training environment\n" + "\n".join(pins) + "\n")
+    pins = containers.pinned_requirements(serve_packages())
+    header = f"# the library's {EXTRA} extra, pinned from the training environment (pickle compatibility)\n"
+    (dest / "requirements.txt").write_text(header + "\n".join(pins) + "\n")
+    build = [f"setuptools=={metadata.version('setuptools')}"]  # the wheel's build backend, pinned too
+    (dest / "constraints.txt").write_text(header + "\n".join([*pins, *build]) + "\n")
     return dest
 
 
@@ -87,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", default=None, help="default: AML_MODEL_STORE or <repo>/models")
     parser.add_argument("--context-dir", default=None, help="stage the context here and keep it (default: temporary)")
     args = parser.parse_args(argv)
-    from aml import serving
-
-    serving.ensure_model(MODEL_NAME, store=args.model_store)
+    fixtures.ensure_model(store=args.model_store)
     engine = containers.detect_engine()
     image = build_image(engine, args.tag, args.model_store, args.base_image, args.context_dir)
     name = containers.engine_name(engine)

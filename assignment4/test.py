@@ -5,28 +5,41 @@ pre-commit hook (proved in scratch git repositories).
 where there is no Docker daemon). Without any engine it skips with the reason — except under ``CI=true``, where
 it fails: CI must really run it.
 
-Coverage (``python -m aml.covreport assignment4``, ``make coverage``) measures ``app.py`` and ``score.py`` as they
-run inside the container (see ``aml.covreport.container_coverage``).
+Coverage (``python -m aml.devtools.covreport assignment4``, ``make coverage``) measures ``app.py`` as it runs inside
+the container (see ``aml.devtools.covreport.container_coverage``).
+
+``image.py`` is loaded from its file (``importlib``), not through an edited ``sys.path``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from aml import containers, covreport, hooks, serving
+from aml.devtools import containers, covreport, fixtures, hooks
+from aml.devtools.http_client import http_call
+from aml.spam import MODEL_NAME
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
-import image  # noqa: E402  (assignment4/image.py: stage the build context, build)
+
+def _load_image_module():
+    """``assignment4/image.py`` (stage the build context, build), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("image", HERE / "image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image = _load_image_module()
 
 #: the image test_docker builds; kept as the build cache (an unchanged rebuild then takes about a second)
 TAG = "aml-spam-filter:test"
@@ -37,7 +50,7 @@ TAG = "aml-spam-filter:test"
 
 @pytest.fixture(scope="module")
 def saved():
-    return serving.ensure_model(image.MODEL_NAME)
+    return fixtures.ensure_model()
 
 
 @pytest.fixture(scope="module")
@@ -58,36 +71,44 @@ def built(engine, saved) -> str:
     return TAG
 
 
-def test_model_name_matches_the_library():
-    from aml import spam_filter
-
-    assert image.MODEL_NAME == spam_filter.MODEL_NAME
-
-
 def test_build_context_holds_what_the_image_needs(tmp_path, saved):
     context = image.stage(tmp_path / "ctx")
     files = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
-    assert {"Dockerfile", ".dockerignore", "requirements.txt", "app/app.py", "app/score.py"} <= files
-    assert {"app/models/sms-spam-filter/model.joblib", "app/models/sms-spam-filter/meta.json"} <= files
-    assert "app/aml/modelstore.py" in files and not any("__pycache__" in f or f.endswith("test.py") for f in files)
-    # one copy of the service code in the repository: the context takes assignment3's files as they are
+    assert {"Dockerfile", ".dockerignore", "requirements.txt", "constraints.txt", "app/app.py"} <= files
+    assert {f"app/models/{MODEL_NAME}/model.joblib", f"app/models/{MODEL_NAME}/meta.json"} <= files
+    # the library as an installable project (pip install ".[serve]"), not a loose copy beside app.py
+    assert {"pyproject.toml", "README.md", "shared/aml/__init__.py", "shared/aml/spam/service.py"} <= files
+    assert not any(f.startswith("app/aml") for f in files)
+    assert not any("__pycache__" in f or f.endswith("test.py") for f in files)
+    # one copy of the service code in the repository: the context takes assignment3's file as it is
     assert (context / "app/app.py").read_bytes() == (ROOT / "assignment3/app.py").read_bytes()
     # the model loads in the image with the versions that saved it
     from importlib.metadata import version
 
+    assert image.serve_packages() == ["numpy", "scipy", "scikit-learn", "joblib", "Flask", "gunicorn"]
     pins = (context / "requirements.txt").read_text().split()
-    for package in ("scikit-learn", "numpy", "scipy", "joblib", "Flask"):
+    for package in ("scikit-learn", "numpy", "scipy", "joblib", "Flask", "gunicorn"):
         assert f"{package}=={version(package)}" in pins
+    constraints = (context / "constraints.txt").read_text().split()
+    assert set(pins) < set(constraints) and f"setuptools=={version('setuptools')}" in constraints
     assert all(((context / f).stat().st_mode & 0o444) == 0o444 for f in files)  # readable by the non-root user
     with pytest.raises(FileExistsError, match="not empty"):
         image.stage(context)
 
 
-def test_dockerfile_declares_base_user_port_and_healthcheck():
+def test_serve_packages_needs_the_extra(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(KeyError, match="serve extra"):
+        image.serve_packages(tmp_path / "pyproject.toml")
+
+
+def test_dockerfile_declares_base_user_port_healthcheck_and_server():
     text = (HERE / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
     assert "\nUSER app\n" in text and "\nEXPOSE 8080\n" in text and "\nHEALTHCHECK " in text
     assert 'CMD ["python", "app.py"]' in text and "--no-cache-dir" in text
+    assert "AML_SERVER=gunicorn" in text and '"/tmp/src[serve]"' in text and "PIP_CONSTRAINT=" in text
+    assert MODEL_NAME not in text  # the model name is defined once, in aml.spam
 
 
 @pytest.mark.container
@@ -121,32 +142,41 @@ def test_docker(engine, built, saved):
     assert info["user"] not in ("", "root", "0") and "8080/tcp" in info["exposed_ports"]
     assert info["healthcheck"] and info["cmd"] == ["python", "app.py"]
 
-    include = ("/app/app.py", "/app/score.py")
+    include = ("/app/app.py",)
     with covreport.container_coverage(include=include) as cov:
         extra = {"env": cov.env, "volumes": cov.volumes} if cov else {}
         with containers.running(engine, built, timeout=90, **extra) as box:
             name = box.name
             assert box.exec("id", "-u").strip() != "0", "the service must not run as root"
-            health = serving.http_call("GET", box.url + "/health")
-            assert health.status == 200 and health.json["model"] == "sms-spam-filter"
+            health = http_call("GET", box.url + "/health")
+            assert health.status == 200 and health.json["model"] == MODEL_NAME
             assert health.json["version"] == saved[1]["sha256"][:12]
-            cases = [*((t, True) for t in serving.SPAM_EXAMPLES), *((t, False) for t in serving.HAM_EXAMPLES)]
+            cases = [*((t, True) for t in fixtures.SPAM_EXAMPLES), *((t, False) for t in fixtures.HAM_EXAMPLES)]
             for text, expected in cases:
-                resp = serving.http_call("POST", f"{box.url}/score", json_body={"text": text})
+                resp = http_call("POST", f"{box.url}/score", json_body={"text": text})
                 assert resp.status == 200 and resp.content_type == "application/json"
                 assert set(resp.json) == {"prediction", "propensity"}
                 assert isinstance(resp.json["prediction"], bool) and isinstance(resp.json["propensity"], float)
                 assert resp.json["prediction"] is expected, text
             for body in BAD_BODIES:
-                bad = serving.http_call(
-                    "POST", f"{box.url}/score", data=body, headers={"Content-Type": "application/json"}
-                )
+                bad = http_call("POST", f"{box.url}/score", data=body, headers={"Content-Type": "application/json"})
                 assert bad.status == 400 and bad.json["status"] == 400, body
-            at_zero = serving.http_call("POST", f"{box.url}/score", json_body={"text": "hi", "threshold": 0.0})
+            at_zero = http_call("POST", f"{box.url}/score", json_body={"text": "hi", "threshold": 0.0})
             assert at_zero.json["prediction"] is True
-            assert serving.http_call("GET", f"{box.url}/score").status == 405
-            assert serving.http_call("POST", f"{box.url}/score", json_body={"text": "x" * 70_000}).status == 413
+            assert http_call("GET", f"{box.url}/score").status == 405
+            assert http_call("POST", f"{box.url}/score", json_body={"text": "x" * 70_000}).status == 413
+            form = http_call(
+                "POST",
+                f"{box.url}/score",
+                data=urllib.parse.urlencode({"text": fixtures.SPAM_EXAMPLES[1]}),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            assert form.status == 200 and form.json["prediction"] is True
+            assert "POST /score" in http_call("GET", box.url + "/").json["endpoints"]
+            deep = http_call("POST", f"{box.url}/score", data="[" * 5000, headers={"Content-Type": "application/json"})
+            assert deep.status == 400 and deep.json["status"] == 400
             assert box.health() == "healthy"
+            assert "gthread" in box.logs(), "python app.py must start gunicorn in the image (AML_SERVER=gunicorn)"
     assert not containers.container_exists(engine, name), "the container must be removed after the test"
     if cov is not None:
         assert cov.collected, "the container wrote no coverage data"
@@ -261,7 +291,10 @@ def test_hook_through_the_pre_commit_framework(tmp_path):
     (repo / hooks.FRAMEWORK_CONFIG).write_text(FRAMEWORK_CONFIG)
     env = git_env(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "aml.hooks", "install", "--repo", str(repo)], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "aml.devtools.hooks", "install", "--repo", str(repo)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and "pre-commit framework" in result.stdout, result.stdout + result.stderr
     assert hooks.FRAMEWORK_MARKER in (repo / ".git" / "hooks" / "pre-commit").read_text()

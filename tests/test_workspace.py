@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from aml.devtools.notebooks import COLAB_CELL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,9 +37,15 @@ def test_notebook_is_stripped_and_parameterised(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     dirty = [i for i, c in enumerate(code) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"{path.name}: code cells {dirty} have outputs: run `make strip`"
-    assert "google.colab" in "".join(code[0]["source"]), "the first code cell must be the Colab setup cell"
+    assert "".join(code[0]["source"]) == COLAB_CELL, "the first code cell must be aml.devtools.notebooks.COLAB_CELL"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged `parameters` (papermill)"
+    source = "\n".join("".join(c["source"]) for c in code)
+    assert "AML_BUDGET" not in source.replace("AML_BUDGET=smoke", ""), "read the budget with aml.core.config.budget()"
+    assert f'config.enter_notebook_folder("{path.parent.name}")' in source, "Colab: enter the notebook's folder"
+    if "matplotlib" in source or "plots." in source:
+        assert "%matplotlib inline" in source, "figures must be drawn inline whatever MPLBACKEND says"
+    assert "print(" not in "".join(code[0]["source"]) and "logging.basicConfig" not in source
 
 
 def test_no_dataset_copies_committed():

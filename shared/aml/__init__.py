@@ -1,28 +1,18 @@
 """AML Workspace helper library.
 
-The notebooks of the Applied Machine Learning course tell the story; the logic lives here:
+The notebooks of the Applied Machine Learning course tell the story; the logic lives here, in five subpackages by
+responsibility, whose imports run one way (``tests/unit/test_package.py`` checks it)::
 
-- :mod:`aml.config`      paths and environment variables (one place)
-- :mod:`aml.datasets`    dataset registry, ``fetch`` with checksums, offline copies
-- :mod:`aml.splits`      stratified train/validation/test positions and per-class counts, for any labels
-- :mod:`aml.sms`         SMS Spam Collection: load, validate, deduplicate, split
-- :mod:`aml.models`      benchmark spam models, from a keyword rule to transformer embeddings
-- :mod:`aml.evaluation`  ``fit`` / ``score`` / ``evaluate`` / ``validate``, thresholds, plots
-- :mod:`aml.modelstore`  save/load model artefacts with checksums
-- :mod:`aml.reporting`   metrics file shared by all notebooks (``build/metrics.json``)
-- :mod:`aml.notebooks`   ``make run``: execute notebooks with papermill, render HTML, print the metrics table
-- :mod:`aml.spam_filter` the spam filter end to end (benchmark → select → threshold → save)
-- :mod:`aml.versioning`  DVC in a scratch git repository: track, push, checkout, hashes (assignment 2)
-- :mod:`aml.pipeline`    the DVC pipeline stages ``prepare`` → ``train`` → ``evaluate``
-- :mod:`aml.tracking`    MLflow: tracking URI, the ``@tracked`` train function, registry aliases
-- :mod:`aml.procs`       launch a server process on a free port, wait until it answers, always stop it
-- :mod:`aml.serving`     model for the scoring service, HTTP client, bounded load generator
-- :mod:`aml.containers`  docker/podman: build, run, wait, stop/remove
-- :mod:`aml.covreport`   ``make coverage``: coverage of the assignment tests, server subprocesses included
-- :mod:`aml.hooks`       ``make hooks``: install the git hooks
-- :mod:`aml.training`    a PyTorch training loop: progress bars, early stopping, best checkpoint, reports (assignment 5)
-- :mod:`aml.vision`      image folders, pretrained CNNs, feature-extractor vs fine-tuning, saliency (assignment 5)
-- :mod:`aml.tweets`      3-class tweet sentiment: both file formats, TF-IDF baseline, transformer fine-tuning
+    aml.core       configuration, logging, datasets + registry, hashing, splits, metrics + threshold rule, plots,
+                   the model artefact format, the metrics file            (no torch, MLflow, Flask or DVC)
+    aml.spam       the SMS spam filter: data, benchmark models, the course's stage functions (load_data … save_model),
+                   model selection, the DVC pipeline, single-message scoring, the Flask service, behavioural tests
+    aml.transfer   transfer learning with PyTorch: training loop, photos, tweets (assignment 5)
+    aml.mlops      git/DVC data versions and MLflow tracking/registry, generic (never imports aml.spam)
+    aml.devtools   notebook runner (``make run``), server processes, HTTP client and load generator, containers,
+                   coverage, git hooks, test fixtures
+
+Importing ``aml`` or a subpackage imports none of its modules: each front end pays only for what it uses.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,0 +1,40 @@
+"""One logging set-up for the whole workspace.
+
+Library modules only create loggers (``logging.getLogger(__name__)``) and never print; front ends (notebooks, command
+lines, the service) call :func:`setup_logging` once. It configures the ``aml`` logger (not the root logger, so a
+host application's own configuration is left alone) and turns down the third-party loggers whose INFO lines are
+noise in a report (MLflow's database creation and registration messages, alembic's migrations, urllib3).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: third-party loggers quietened to WARNING
+NOISY = ("mlflow", "alembic", "urllib3", "git", "dvc", "py4j", "httpx", "filelock")
+
+
+def setup_logging(level: int | str = logging.INFO, stream=None, fmt: str = FORMAT) -> logging.Logger:
+    """Send the ``aml`` loggers' records at ``level`` and above to ``stream`` (default stderr); idempotent.
+
+    Returns the ``aml`` logger. Calling it again replaces the handler it installed (so a notebook cell can be run
+    twice without duplicate lines).
+    """
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+        if not isinstance(level, int):
+            raise ValueError(f"unknown log level {level!r}")
+    logger = logging.getLogger("aml")
+    for handler in [h for h in logger.handlers if getattr(h, "_aml", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    handler._aml = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return logger

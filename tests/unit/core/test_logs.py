@@ -1,0 +1,23 @@
+import io
+import logging
+
+import pytest
+
+from aml.core.logs import setup_logging
+
+
+def test_setup_logging_is_idempotent_and_quietens_noisy_libraries():
+    stream = io.StringIO()
+    setup_logging("INFO", stream=stream)
+    setup_logging("INFO", stream=stream)  # twice: still one line per record
+    logging.getLogger("aml.something").info("hello")
+    logging.getLogger("aml.something").debug("hidden")
+    assert stream.getvalue().count("hello") == 1 and "hidden" not in stream.getvalue()
+    assert "INFO aml.something: hello" in stream.getvalue()
+    assert logging.getLogger("mlflow").level == logging.WARNING
+    assert logging.getLogger("alembic").level == logging.WARNING
+
+
+def test_setup_logging_rejects_unknown_levels():
+    with pytest.raises(ValueError, match="unknown log level"):
+        setup_logging("LOUD")

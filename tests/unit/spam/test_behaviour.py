@@ -1,0 +1,95 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from aml.spam import behaviour
+
+
+class Scripted:
+    """A stand-in model: propensity 0.9 for texts containing any of ``spam_words``, else 0.1."""
+
+    def __init__(self, spam_words=("win", "prize", "09061234567", "£")):
+        self.spam_words = spam_words
+
+    def predict_proba(self, texts):
+        p = np.array([0.9 if any(w in t.lower() for w in self.spam_words) else 0.1 for t in texts])
+        return np.column_stack([1 - p, p])
+
+
+class Constant:
+    def __init__(self, p):
+        self.p = p
+
+    def predict_proba(self, texts):
+        return np.tile([1 - self.p, self.p], (len(list(texts)), 1))
+
+
+def test_bank_is_large_balanced_and_distinct():
+    df = behaviour.bank_frame()
+    assert len(df) >= 60
+    assert set(df["category"]) == set(behaviour.CATEGORIES)
+    assert df["category"].value_counts().min() >= 10
+    assert not df["text"].str.lower().duplicated().any()
+    assert ((df["category"] == behaviour.SPAM) == (df["expected"] == 1)).all()
+    assert {"Test text", "This is a sample text for testing."} <= set(df.loc[df["category"] == "placeholder", "text"])
+
+
+def test_run_bank_columns_and_pass_logic():
+    table = behaviour.run_bank(Constant(0.3), threshold=0.5)
+    assert list(table.columns) == ["text", "category", "expected", "propensity", "prediction", "passed"]
+    # everything predicted ham: exactly the ham-like rows pass
+    assert (table["prediction"] == 0).all() and (table["passed"] == (table["expected"] == 0)).all()
+    assert behaviour.pass_rate(table) == pytest.approx((table["expected"] == 0).mean())
+    # the threshold rule is propensity >= threshold
+    assert (behaviour.run_bank(Constant(0.5), threshold=0.5)["prediction"] == 1).all()
+
+
+def test_pass_rates_per_category():
+    table = behaviour.run_bank(Constant(0.9), threshold=0.5)
+    rates = behaviour.pass_rates(table)
+    assert rates["spam"] == 1.0 and rates["ham"] == 0.0 and rates["placeholder"] == 0.0
+    assert rates["all"] == pytest.approx(behaviour.pass_rate(table))
+
+
+def test_pass_rate_of_nothing_is_an_error():
+    with pytest.raises(ValueError):
+        behaviour.pass_rate(pd.DataFrame({"passed": []}))
+
+
+def test_invariance_variants_fill_names_and_times():
+    df = behaviour.invariance_variants()
+    assert not df["text"].str.contains(r"[{}]").any()
+    first = df[df["group"] == 0]
+    assert len(first) == len(behaviour.NAMES) * len(behaviour.TIMES)
+    assert (df.groupby("group")["variant"].min() == 0).all()
+
+
+def test_invariance_detects_a_name_sensitive_model():
+    model = Scripted()
+    assert behaviour.invariance(model, 0.5)["passed"].all()
+    sensitive = Scripted(spam_words=("win", "prize", "09061234567", "£", "priya"))
+    table = behaviour.invariance(sensitive, 0.5)
+    assert not table["passed"].all()
+    assert table.loc[~table["passed"], "text"].str.contains("Priya").all()
+
+
+def test_invariance_fails_when_the_reference_is_wrong():
+    # a constant model is perfectly invariant but wrong on the spam groups
+    table = behaviour.invariance(Constant(0.1), 0.5)
+    assert not table.loc[table["expected"] == 1, "passed"].any()
+    assert table.loc[table["expected"] == 0, "passed"].all()
+
+
+def test_directional_needs_a_strict_rise():
+    assert behaviour.directional(Scripted())["passed"].all()
+    assert not behaviour.directional(Constant(0.4))["passed"].any()
+    modified = behaviour.add_spam_cues("hello")
+    assert "WIN" in modified and behaviour.PREMIUM_NUMBER in modified and "hello" in modified
+
+
+def test_summary_reports_every_check():
+    s = behaviour.summary(Scripted(), 0.5)
+    assert s["bank_size"] == len(behaviour.BANK)
+    assert set(s["bank_pass_rate_by_category"]) == set(behaviour.CATEGORIES)
+    assert s["invariance_pass_rate"] == 1.0 and s["directional_pass_rate"] == 1.0
+    assert len(s["bank_failures"]) == round((1 - s["bank_pass_rate"]) * s["bank_size"])

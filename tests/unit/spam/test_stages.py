@@ -1,0 +1,187 @@
+"""The course's stage functions (aml.spam.stages) on small, known data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aml.core.splits import SPLITS
+from aml.spam import models, stages
+from aml.spam.sms import DataValidationError
+
+
+def raw(n_ham=200, n_spam=40):
+    rows = [("ham", f"see you at {i} pm") for i in range(n_ham)] + [
+        ("spam", f"WIN £{i}00 call 0800{i}") for i in range(n_spam)
+    ]
+    return pd.DataFrame(rows, columns=["label", "text"])
+
+
+def test_load_data_reads_the_raw_collection_and_csv(tmp_path):
+    (tmp_path / "sms").write_text("ham\t hi there \nspam\tWIN now\n", encoding="utf-8")
+    df = stages.load_data(tmp_path / "sms")
+    assert df.to_dict("list") == {"label": ["ham", "spam"], "text": [" hi there ", "WIN now"]}
+    path = stages.save_data(df.assign(text=["NA", "null"]), tmp_path / "d" / "x.csv")
+    assert stages.load_data(path)["text"].tolist() == ["NA", "null"]  # strings stay strings, not missing values
+    with pytest.raises(FileNotFoundError, match="not found"):
+        stages.load_data(tmp_path / "absent.csv")
+    pd.DataFrame({"message": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DataValidationError, match="no 'text' column"):
+        stages.load_data(tmp_path / "bad.csv")
+    pd.DataFrame({"label": ["ham", "spam"], "text": ["a", "b"], "y": [1, 0]}).to_csv(tmp_path / "y.csv", index=False)
+    with pytest.raises(DataValidationError, match="disagrees"):
+        stages.load_data(tmp_path / "y.csv")
+
+
+def test_save_data_is_atomic(tmp_path, monkeypatch):
+    path = stages.save_data(raw(3, 1), tmp_path / "x.csv")
+    before = path.read_bytes()
+
+    def broken_to_csv(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
+    with pytest.raises(OSError, match="disk full"):
+        stages.save_data(raw(9, 9), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["x.csv"]
+
+
+def test_split_is_deduplicated_stratified_disjoint_and_seeded():
+    df = pd.concat([raw(), raw().iloc[:5]], ignore_index=True)  # 5 duplicates
+    train, val, test = stages.prepare_train_validation_test_split(df, seed=1)
+    assert [len(train), len(val), len(test)] == [168, 36, 36]
+    for part in (train, val, test):
+        assert part["y"].mean() == pytest.approx(40 / 240, abs=0.02) and list(part.columns) == ["label", "text", "y"]
+    assert not set(train["text"]) & set(test["text"]) and not set(val["text"]) & set(test["text"])
+    assert stages.prepare_train_validation_test_split(df, seed=1)[2]["text"].tolist() == test["text"].tolist()
+    assert stages.prepare_train_validation_test_split(df, seed=2)[2]["text"].tolist() != test["text"].tolist()
+    with pytest.raises(ValueError, match="fractions"):
+        stages.prepare_train_validation_test_split(df, fractions=(0.5, 0.5, 0.5))
+
+
+def test_save_load_prepare_and_ensure_splits(tmp_path):
+    (tmp_path / "raw").write_text(
+        "\n".join([f"ham\tsee you at {i}" for i in range(60)] + [f"spam\tWIN {i}" for i in range(20)] + ["spam\tWIN 1"])
+    )
+    parts = stages.prepare(tmp_path / "out", seed=3, raw_path=tmp_path / "raw")
+    assert sum(len(p) for p in parts.values()) == 80  # the duplicate was removed
+    loaded = stages.ensure_splits(tmp_path / "out")
+    assert list(loaded) == list(SPLITS) and loaded["test"]["text"].tolist() == parts["test"]["text"].tolist()
+    loaded["train"].assign(y=0).to_csv(tmp_path / "out" / "train.csv", index=False)
+    with pytest.raises(DataValidationError, match="disagrees"):
+        stages.load_splits(tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        stages.load_splits(tmp_path / "empty")
+
+
+def test_prepare_scoring_data_keeps_ids_and_refuses_empty_text():
+    out = stages.prepare_scoring_data(pd.DataFrame({"text": [" hi ", "WIN"]}))
+    assert out.to_dict("list") == {"id": ["0", "1"], "text": ["hi", "WIN"]}
+    labelled = stages.prepare_scoring_data(pd.DataFrame({"id": ["a"], "text": ["x"], "label": ["ham"], "y": [0]}))
+    assert list(labelled.columns) == ["id", "text", "label", "y"] and labelled["id"].tolist() == ["a"]
+    with pytest.raises(DataValidationError, match=r"empty text, ids \['b'\]"):
+        stages.prepare_scoring_data(pd.DataFrame({"id": ["a", "b"], "text": ["x", "  "]}))
+    with pytest.raises(DataValidationError, match="needs a 'text' column"):
+        stages.prepare_scoring_data(pd.DataFrame({"message": ["x"]}))
+
+
+def test_fit_score_evaluate(toy_frame):
+    train, val = toy_frame(60, 0), toy_frame(30, 1)
+    model = stages.fit(models.tfidf_logreg(), train)
+    p = stages.predict_propensity(model, val)
+    assert p.shape == (len(val),) and ((0 <= p) & (p <= 1)).all()
+    assert np.allclose(stages.predict_propensity(model, val["text"].tolist()), p)
+    scored = stages.score(model, val, threshold=0.5)
+    assert list(scored.columns) == ["text", "y", "propensity", "prediction"] and "propensity" not in val
+    assert (scored["prediction"] == (scored["propensity"] >= 0.5)).all()
+    results = stages.evaluate(scored, ["aucpr", "recall", "threshold"])
+    assert list(results) == ["aucpr", "recall", "threshold"] and results["threshold"] == 0.5
+    assert results["aucpr"] > 0.9
+    assert stages.evaluate(scored)["confusion_matrix"] == stages.evaluate(scored.copy())["confusion_matrix"]
+
+
+def test_evaluate_of_scored_data_read_back_infers_the_threshold():
+    df = pd.DataFrame({"y": [0, 1, 1, 0], "propensity": [0.1, 0.8, 0.6, 0.3], "prediction": [False, True, True, False]})
+    assert stages.evaluate(df, ["threshold", "recall"]) == {"threshold": 0.6, "recall": 1.0}
+    with pytest.raises(ValueError, match="do not follow the rule"):
+        stages.evaluate(df.assign(prediction=[True, True, False, False]))
+    with pytest.raises(ValueError, match=r"\['propensity'\] are missing"):
+        stages.evaluate(df.drop(columns="propensity"))
+    with pytest.raises(ValueError, match="unknown metrics"):
+        stages.evaluate(df, ["auc"])
+
+
+def test_validate_flags_overfitting_and_a_weak_model(toy_frame):
+    train, val = toy_frame(60, 0), toy_frame(30, 1)
+    good = stages.validate(stages.fit(models.tfidf_logreg(), train), train, val)
+    assert good["passed"] and set(good["checks"]) == {"overfit", "min_aucpr"}
+    weak = stages.validate(stages.fit(models.tfidf_logreg(), train), train, val, min_aucpr=1.01)
+    assert not weak["passed"] and not weak["checks"]["min_aucpr"]["passed"] and weak["checks"]["overfit"]["passed"]
+    noisy = val.assign(y=np.random.default_rng(0).permutation(val["y"].to_numpy()))  # labels unrelated to text
+    overfit = stages.validate(stages.fit(models.tfidf_logreg(), train), train, noisy)
+    assert not overfit["checks"]["overfit"]["passed"] and overfit["checks"]["overfit"]["value"] > 0.05
+
+
+def test_load_and_save_model_are_the_model_store_format(tmp_path, toy_frame):
+    model = stages.fit(models.tfidf_naive_bayes(), toy_frame(20, 0))
+    path = stages.save_model(model, tmp_path / "m")
+    assert (path / "meta.json").is_file()
+    assert np.allclose(stages.load_model(path).predict_proba(["hi"]), model.predict_proba(["hi"]))
+
+
+def test_train_compare_report(toy_frame):
+    train, val, test = toy_frame(60, 0), toy_frame(30, 1), toy_frame(30, 2)
+    trained = stages.train(models.tfidf_logreg(), train, val, name="lr")
+    assert trained.name == "lr" and set(trained.metrics) == {"train", "validation"}
+    assert trained.metrics["validation"]["threshold"] == trained.threshold
+    assert trained.metrics["validation"]["precision"] >= 0.9 and len(trained.input_example) == 3
+    seen = []
+    result = stages.compare(
+        {"rule": models.KeywordHeuristic(), "lr": models.tfidf_logreg()}, train, val, progress=seen.append
+    )
+    assert seen == ["rule", "lr"]
+    assert list(result.table.columns[:3]) == ["train_aucpr", "validation_aucpr", "threshold"]
+    assert result.table["validation_aucpr"].is_monotonic_decreasing and result.best == result.table.index[0]
+    assert result.thresholds["lr"] == result.trained["lr"].threshold
+    table = stages.report(result, test)
+    assert list(table.index) == list(result.table.index) and "test" in result.trained["lr"].scored
+    assert table.loc["lr", "aucpr"] > 0.9 and table.loc["lr", "threshold"] == result.thresholds["lr"]
+
+
+def test_error_examples():
+    df = pd.DataFrame({"text": list("abcdefgh"), "y": [0, 0, 0, 0, 1, 0, 1, 1]})
+    scored = df.assign(propensity=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9])
+    scored["prediction"] = scored["propensity"] >= 0.5
+    ex = stages.error_examples(scored, n=3)
+    assert ex["false_positives"]["text"].tolist() == ["f"] and ex["false_negatives"].empty
+
+
+def test_seed_study(toy_frame):
+    data = pd.concat([toy_frame(60, 0), toy_frame(60, 1)], ignore_index=True).drop_duplicates("text")
+    data = data.assign(label=np.where(data["y"] == 1, "spam", "ham"))[["label", "text"]]
+    study = stages.seed_study(lambda seed: models.tfidf_logreg(seed=seed), data, seeds=(0, 1))
+    assert list(study.index) == [0, 1] and (study["aucpr"] > 0.8).all()
+
+
+def test_selection_prefers_the_simpler_model_within_noise():
+    table = pd.DataFrame({"validation_aucpr": [0.9950, 0.9942, 0.9900]}, index=["complex", "simple", "weak"])
+    trained = {name: None for name in ["weak", "simple", "complex"]}  # candidate order: simplest first
+    assert stages.Comparison(table=table, trained=trained).best == "simple"  # 0.0008 below the top: a tie
+    table.loc["complex", "validation_aucpr"] = 0.9960  # 0.0018 better: a real difference
+    assert stages.Comparison(table=table, trained=trained).best == "complex"
+
+
+def test_tune_keeps_the_default_unless_clearly_better(toy_frame):
+    train, val = toy_frame(60, 0), toy_frame(30, 1)
+    grid = {"C": [30.0, 0.001], "seed": [0]}
+    table = stages.tune(lambda C, seed: models.tfidf_logreg(C=C, seed=seed), grid, train, val)
+    assert list(table.columns[:2]) == ["C", "seed"] and len(table) == 2 and table["chosen"].sum() == 1
+    assert {"train_aucpr", "validation_aucpr", "validation_recall", "fit_seconds"} <= set(table.columns)
+    params = stages.best_params(table)
+    assert stages.best_params(table, grid) == params
+    top = table["validation_aucpr"].max()
+    assert table.loc[table["chosen"], "validation_aucpr"].iloc[0] >= top - stages.AUCPR_TIE
+    assert params == {"C": 30.0, "seed": 0}  # the toy data is separable: a tie, the default (listed first) stays
+    forced = table.assign(validation_aucpr=[0.5, 0.9], chosen=[False, True])
+    assert stages.best_params(forced, grid) == {"C": 0.001, "seed": 0}
+    with pytest.raises(ValueError, match="combinations"):
+        stages.best_params(table, {"C": [1.0]})

@@ -1,0 +1,73 @@
+"""The library's shape: which subpackage may import which (one direction, no cycles), and what a light import costs.
+
+core  <-  spam, transfer, mlops  <-  devtools
+(the spam filter and MLflow/DVC meet only in front ends: notebooks, the service, test fixtures)
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import aml
+
+PACKAGE = Path(aml.__file__).resolve().parent
+#: subpackage -> the aml subpackages it may import
+ALLOWED = {
+    "core": {"core"},
+    "spam": {"core", "spam"},
+    "transfer": {"core", "transfer"},
+    "mlops": {"core", "mlops"},
+    "devtools": {"core", "spam", "mlops", "devtools"},
+}
+
+
+def aml_imports(path: Path) -> set[str]:
+    """The aml subpackages a module imports (at any depth: lazy imports inside functions count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "aml":
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                found.add(parts[1])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("aml.") and "." in a.name)
+    return found
+
+
+def test_every_module_belongs_to_a_known_subpackage():
+    top = sorted(p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file())
+    assert top == ["__init__.py", *sorted(ALLOWED)]
+
+
+@pytest.mark.parametrize("sub", sorted(ALLOWED))
+def test_imports_run_one_way(sub):
+    bad = {}
+    for module in sorted((PACKAGE / sub).glob("*.py")):
+        extra = aml_imports(module) - ALLOWED[sub]
+        if extra:
+            bad[module.name] = sorted(extra)
+    assert not bad, f"aml.{sub} may import only {sorted(ALLOWED[sub])}: {bad}"
+
+
+def test_importing_the_core_loads_no_heavy_framework():
+    code = (
+        "import sys, aml.core, aml.core.config, aml.core.datasets, aml.core.splits, aml.core.modelstore, "
+        "aml.core.reporting, aml.core.logs, aml.core.hashing, aml.core.metrics, aml.core.plots; "
+        "print(sorted(m for m in ('torch', 'mlflow', 'flask', 'dvc', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_service_modules_need_neither_pandas_nor_torch():
+    code = (
+        "import sys, aml.spam, aml.spam.scoring, aml.spam.service; "
+        "print(sorted(m for m in ('pandas', 'torch', 'mlflow', 'dvc') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
