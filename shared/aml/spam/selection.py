@@ -58,6 +58,17 @@ def tune_benchmarks(
     return tables
 
 
+def search_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`tune_benchmarks`' tables as one, a row per (model, combination) with the parameters written out
+    (``C=0.3``), for display."""
+    frames = []
+    for name, table in tables.items():
+        grid = table.attrs["grid"]
+        params = table[list(grid)].apply(lambda row: ", ".join(f"{k}={row[k]}" for k in grid), axis=1)  # noqa: B023
+        frames.append(table.drop(columns=list(grid)).assign(model=name, params=params.str.replace("=nan", "=None")))
+    return pd.concat(frames, ignore_index=True).set_index(["model", "params"])
+
+
 def tuned_candidates(
     tables: dict[str, pd.DataFrame], seed: int = 0, include_transformer: bool = True
 ) -> tuple[dict, dict[str, dict]]:

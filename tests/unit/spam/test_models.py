@@ -89,6 +89,17 @@ def test_sentence_embedder_real_model_and_pickle():
     assert emb.transform([]).shape == (0, 384)
 
 
+def test_sentence_embedder_reuses_the_last_batch(monkeypatch):
+    emb = models.SentenceEmbedder(batch_size=4, max_length=32)
+    first = emb.fit_transform(X)
+    first[0, 0] = 99.0  # the caller's copy: the cache is not touched
+    monkeypatch.setattr(emb, "_embed", lambda texts: pytest.fail("the same texts were embedded twice"))
+    again = emb.transform(list(X))
+    assert again[0, 0] != 99.0 and again.shape == (len(X), 384)
+    monkeypatch.undo()
+    assert "_last" not in pickle.loads(pickle.dumps(emb)).__dict__  # the cache is not saved with the model
+
+
 def test_embedding_logreg_learns():
     model = models.embedding_logreg().fit(X, Y)
     assert (model.predict(X) == Y).mean() >= 0.9

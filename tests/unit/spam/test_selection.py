@@ -42,6 +42,9 @@ def test_search_space_and_tuned_candidates(splits):
     seen = []
     tables = selection.tune_benchmarks(splits, space, progress=seen.append)
     assert seen == ["tfidf_naive_bayes"] and len(tables["tfidf_naive_bayes"]) == 2
+    summary = selection.search_table(tables)
+    assert list(summary.index) == [("tfidf_naive_bayes", "alpha=0.05"), ("tfidf_naive_bayes", "alpha=0.5")]
+    assert {"validation_aucpr", "chosen"} <= set(summary.columns) and summary["chosen"].sum() == 1
     candidates, chosen = selection.tuned_candidates(tables, include_transformer=False)
     assert chosen["tfidf_naive_bayes"]["alpha"] in (0.05, 0.5)
     assert candidates["tfidf_naive_bayes"].get_params()["clf__alpha"] == chosen["tfidf_naive_bayes"]["alpha"]
