@@ -81,14 +81,22 @@ def mlflow_store(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def selected_spam_filter(tmp_path_factory):
-    """``(model, threshold)`` of the spam filter that assignment 1 selects (seed 42, without the slow transformer),
-    trained once per test session on the real collection (``AML_DATA_DIR``)."""
+def built_spam_filter(tmp_path_factory):
+    """``(result, folder)``: :func:`aml.spam.selection.build_spam_filter` run once per test session on the real
+    collection (``AML_DATA_DIR``), seed 42, without the slow transformer; splits in ``folder/data``, the artefact in
+    ``folder/store``."""
     from aml.core import config
     from aml.spam import selection
 
     if config.local_data_dir() is None:
         pytest.skip("AML_DATA_DIR is not set: the selected model is trained on the real collection")
-    tmp = tmp_path_factory.mktemp("spam_filter")
-    result = selection.build_spam_filter(tmp / "data", seed=42, store=tmp / "store", include_transformer=False)
+    folder = tmp_path_factory.mktemp("spam_filter")
+    result = selection.build_spam_filter(folder / "data", seed=42, store=folder / "store", include_transformer=False)
+    return result, folder
+
+
+@pytest.fixture(scope="session")
+def selected_spam_filter(built_spam_filter):
+    """``(model, threshold)`` of the spam filter that assignment 1 selects (see ``built_spam_filter``)."""
+    result, _ = built_spam_filter
     return result.best_model, result.threshold

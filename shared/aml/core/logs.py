@@ -9,6 +9,7 @@ noise in a report (MLflow's database creation and registration messages, alembic
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,4 +38,6 @@ def setup_logging(level: int | str = logging.INFO, stream=None, fmt: str = FORMA
     logger.propagate = False
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow configures its own loggers when it is first imported (later, lazily): it reads this variable
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     return logger

@@ -6,6 +6,7 @@ Each function draws on an ``ax`` (created when not given) and returns it, so a n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import product
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -71,9 +72,9 @@ def plot_search(tables: Mapping[str, pd.DataFrame], params: Mapping[str, Sequenc
         _, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.4), squeeze=False)
         axes = axes[0]
     for ax, (name, table) in zip(axes, tables.items(), strict=True):
-        labels = [
-            "\n".join(f"{p}={row[p]}" for p in params[name]).replace("=nan", "=None") for _, row in table.iterrows()
-        ]
+        grid = table.attrs.get("grid")  # the values as searched (a table column turns None into NaN, 300 into 300.0)
+        combos = product(*grid.values()) if grid else table[list(params[name])].itertuples(index=False)
+        labels = ["\n".join(f"{p}={v}" for p, v in zip(params[name], combo, strict=True)) for combo in combos]
         x = np.arange(len(table))
         ax.plot(x, table["train_aucpr"], "s--", color="grey", ms=4, label="train")
         ax.plot(x, table["validation_aucpr"], "o-", color="C0", label="validation")

@@ -70,9 +70,18 @@ def execute(
     with tempfile.TemporaryDirectory(prefix="aml-kernel-") as sockets:
         kernel = json.loads(notebook.read_text()).get("metadata", {}).get("kernelspec", {}).get("name", "python3")
         km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(sockets) / "kernel"))
-        papermill.execute_notebook(
-            str(notebook), str(out), parameters=parameters or {}, cwd=str(notebook.parent), progress_bar=False, km=km
-        )
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(out),
+                parameters=parameters or {},
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                km=km,
+            )
+        finally:  # a kernel manager passed in is not shut down by papermill: the kernel would outlive the run
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
     return out
 
 

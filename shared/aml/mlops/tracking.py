@@ -219,16 +219,14 @@ def tracked(
                     name="model",
                     signature=signature,
                     input_example=example,
-                    registered_model_name=name,
                     pyfunc_predict_fn="predict_proba",
                     pip_requirements=model_requirements(),
                     skops_trusted_types=_own_types(outcome.model),
                 )
                 outcome.run_id = run.info.run_id
-                outcome.version = str(info.registered_model_version) if name else None
+                outcome.model_uri = info.model_uri
                 outcome.registered_model = name
-                if outcome.version:
-                    mlflow.MlflowClient().set_model_version_tag(name, outcome.version, "model_type", outcome.name)
+                outcome.version = register(info.model_uri, name, model_type=outcome.name) if name else None
             return outcome
 
         return wrapper
@@ -320,15 +318,25 @@ def scratch_uri() -> str:
     return new_store(tempfile.mkdtemp(prefix="mlflow-"))
 
 
-def register(run_id: str, registered_model: str, model_type: str | None = None) -> str:
-    """Register the model logged by run ``run_id`` (artifact ``model``) as a new version of ``registered_model``
-    (e.g. the served model, beside the benchmark's own entry); returns the version."""
+def register(model_uri: str, registered_model: str, model_type: str | None = None) -> str:
+    """Register the logged model ``model_uri`` (``models:/<model id>``, what ``log_model`` returns; the outcome of
+    :func:`tracked` keeps it as ``model_uri``) as a new version of ``registered_model``, created when it does not
+    exist; returns the version. Through the client, so no registration messages are printed into a report."""
+    from mlflow.exceptions import MlflowException
+
     import mlflow
 
-    version = str(mlflow.register_model(f"runs:/{run_id}/model", registered_model).version)
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(registered_model)
+    except MlflowException:
+        client.create_registered_model(registered_model)
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    run_id = client.get_logged_model(model_id).source_run_id if model_id else None
+    version = client.create_model_version(registered_model, source=model_uri, run_id=run_id, model_id=model_id)
     if model_type:
-        mlflow.MlflowClient().set_model_version_tag(registered_model, version, "model_type", model_type)
-    return version
+        client.set_model_version_tag(registered_model, version.version, "model_type", model_type)
+    return str(version.version)
 
 
 def latest_versions(registered_models: list[str], metric: str = "validation_aucpr") -> pd.DataFrame:

@@ -7,6 +7,7 @@ scoring service, test fixtures) call :func:`build_spam_filter` to get the same m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 import pandas as pd
@@ -64,8 +65,8 @@ def search_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frames = []
     for name, table in tables.items():
         grid = table.attrs["grid"]
-        params = table[list(grid)].apply(lambda row: ", ".join(f"{k}={row[k]}" for k in grid), axis=1)  # noqa: B023
-        frames.append(table.drop(columns=list(grid)).assign(model=name, params=params.str.replace("=nan", "=None")))
+        labels = [", ".join(f"{k}={v}" for k, v in zip(grid, combo, strict=True)) for combo in product(*grid.values())]
+        frames.append(table.drop(columns=list(grid)).assign(model=name, params=labels))
     return pd.concat(frames, ignore_index=True).set_index(["model", "params"])
 
 

@@ -135,7 +135,7 @@ def prepare_train_validation_test_split(
     duplicate texts dropped before splitting (:func:`aml.spam.sms.preprocess`), then a stratified split on ``y``
     (70/15/15 by default)."""
     clean, removed = sms.preprocess(df)
-    log.info("removed %d duplicate rows; %d distinct messages", removed, len(clean))
+    log.debug("removed %d duplicate rows; %d distinct messages", removed, len(clean))
     positions = stratified_indices(clean[TARGET].to_numpy(), fractions, seed)
     parts = tuple(clean.iloc[positions[name]].reset_index(drop=True) for name in SPLITS)
     return parts  # type: ignore[return-value]

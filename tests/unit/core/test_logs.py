@@ -1,12 +1,14 @@
 import io
 import logging
+import os
 
 import pytest
 
 from aml.core.logs import setup_logging
 
 
-def test_setup_logging_is_idempotent_and_quietens_noisy_libraries():
+def test_setup_logging_is_idempotent_and_quietens_noisy_libraries(monkeypatch):
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
     stream = io.StringIO()
     setup_logging("INFO", stream=stream)
     setup_logging("INFO", stream=stream)  # twice: still one line per record
@@ -16,6 +18,7 @@ def test_setup_logging_is_idempotent_and_quietens_noisy_libraries():
     assert "INFO aml.something: hello" in stream.getvalue()
     assert logging.getLogger("mlflow").level == logging.WARNING
     assert logging.getLogger("alembic").level == logging.WARNING
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING"  # read by MLflow when it is imported later
 
 
 def test_setup_logging_rejects_unknown_levels():

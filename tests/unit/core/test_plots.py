@@ -41,3 +41,14 @@ def test_search_panels_mark_the_chosen_combination():
     chosen = ax.get_lines()[2]
     assert list(chosen.get_xdata()) == [0] and list(chosen.get_ydata()) == [0.98]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation", "chosen"]
+
+
+def test_search_labels_use_the_grid_values():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"n": [300.0, 300.0], "depth": [float("nan"), 40.0], "train_aucpr": [1.0, 1.0], "validation_aucpr": [0.9, 0.8]}
+    ).assign(chosen=[True, False])
+    table.attrs["grid"] = {"n": [300], "depth": [None, 40]}
+    (ax,) = plots.plot_search({"rf": table}, {"rf": ["n", "depth"]})
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["n=300\ndepth=None", "n=300\ndepth=40"]

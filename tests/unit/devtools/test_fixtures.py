@@ -31,7 +31,8 @@ def test_ensure_model_never_rebuilds_over_a_broken_artefact(tmp_path):
 
 
 def test_ensure_model_builds_with_the_selection_code_when_absent(tmp_path, monkeypatch):
-    """The build goes through ``build_spam_filter`` (no transformer), into the given store, under a lock file."""
+    """The build goes through ``build_spam_filter`` (no transformer), into the given store, under a lock file. (The
+    real build runs wherever the store is empty: ``assignment3/test.py``'s fixtures on a fresh clone, as in CI.)"""
     from aml.spam import selection
 
     calls = []
@@ -45,14 +46,3 @@ def test_ensure_model_builds_with_the_selection_code_when_absent(tmp_path, monke
     model, meta = fixtures.ensure_model(store=tmp_path / "store", data_dir=tmp_path / "data", seed=7)
     assert calls == [(str(tmp_path / "data"), 7, tmp_path / "store", False)]
     assert meta["name"] == MODEL_NAME and (tmp_path / "store" / f".{MODEL_NAME}.lock").is_file()
-
-
-@pytest.mark.slow
-def test_ensure_model_builds_the_spam_filter_when_absent(tmp_path):
-    from aml.core import config
-
-    if config.local_data_dir() is None:
-        pytest.skip("AML_DATA_DIR is not set")
-    model, meta = fixtures.ensure_model(store=tmp_path / "store", data_dir=tmp_path / "data")
-    assert (tmp_path / "data" / "train.csv").is_file() and 0 < meta["threshold"] < 1
-    assert model.predict_proba([fixtures.SPAM_EXAMPLES[0]])[0, 1] >= meta["threshold"]

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
@@ -100,9 +101,11 @@ def test_the_kernel_runs_over_unix_sockets(tmp_path):
     root = tmp_path / "ws"
     write_nb(
         root / "assignment9" / "k.ipynb",
-        "from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)",
+        "import os\nfrom ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport, os.getpid())",
     )
     out = notebooks.execute(root / "assignment9" / "k.ipynb", tmp_path / "out", root=root)
     text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
-    assert text.strip() == "ipc"
+    transport, pid = text.split()
+    assert transport == "ipc"
     assert sorted(p.name for p in (root / "assignment9").iterdir()) == ["k.ipynb"]  # no socket files left behind
+    assert not Path(f"/proc/{pid}").exists()  # the kernel was shut down, not left to outlive the run

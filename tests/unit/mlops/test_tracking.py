@@ -206,10 +206,13 @@ def test_registry_bad_input(store):
         tracking.registered_aucpr("nope")
 
 
-def test_register_and_latest_versions(store, splits):
+def test_register_and_latest_versions(store, splits, capfd):
     outs = [track(n, m, splits) for n, m in [("nb", models.tfidf_naive_bayes()), ("rule", models.KeywordHeuristic())]]
-    served = tracking.register(outs[1].run_id, "served", model_type="rule")
+    capfd.readouterr()
+    served = tracking.register(outs[1].model_uri, "served", model_type="rule")
     assert served == "1"
+    printed = capfd.readouterr()
+    assert "registered" not in printed.err + printed.out  # a report shows no registration chatter
     tracking.set_champion({served: 1.0}, "served")
     table = tracking.latest_versions([REGISTERED, "served"])
     assert table.loc[REGISTERED, "version"] == 2 and table.loc[REGISTERED, "model_type"] == "rule"

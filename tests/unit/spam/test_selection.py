@@ -1,6 +1,6 @@
 import pytest
 
-from aml.core import config, modelstore
+from aml.core import modelstore
 from aml.spam import MODEL_NAME, models, selection
 
 
@@ -24,14 +24,13 @@ def test_train_select_save(splits, tmp_path):
     assert meta["threshold"] == pytest.approx(result.threshold) and meta["validation"]["aucpr"] > 0
 
 
-def test_build_spam_filter_on_real_data(tmp_path):
-    if config.local_data_dir() is None:
-        pytest.skip("AML_DATA_DIR is not set")
-    result = selection.build_spam_filter(tmp_path / "data", seed=42, store=tmp_path / "store")
-    assert (tmp_path / "data" / "train.csv").is_file()
+def test_build_spam_filter_on_real_data(built_spam_filter):
+    result, folder = built_spam_filter
+    assert (folder / "data" / "train.csv").is_file()
     assert result.metrics()["test"]["aucpr"] > 0.97
-    model, meta = modelstore.load(modelstore.store_path(MODEL_NAME, tmp_path / "store"))
+    model, meta = modelstore.load(modelstore.store_path(MODEL_NAME, folder / "store"))
     assert model.predict_proba(["WINNER! claim your £1000 prize, call 09061701461"])[0, 1] >= meta["threshold"]
+    assert meta["threshold"] == result.threshold and meta["seed"] == 42
 
 
 def test_search_space_and_tuned_candidates(splits):
