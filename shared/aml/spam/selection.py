@@ -31,10 +31,14 @@ SEARCH_SPACE: dict[str, dict[str, list]] = {
 
 
 def search_space(budget: str = "full") -> dict[str, dict[str, list]]:
-    """:data:`SEARCH_SPACE`, or on the ``smoke`` budget its first two values per parameter (the same code path)."""
+    """:data:`SEARCH_SPACE`, or on the ``smoke`` budget two values of each model's first parameter and the default of
+    the others (the same code path, a fraction of the fits)."""
     if budget == "full":
         return SEARCH_SPACE
-    return {name: {k: v[:2] for k, v in grid.items()} for name, grid in SEARCH_SPACE.items()}
+    return {
+        name: {k: v[:2] if i == 0 else v[:1] for i, (k, v) in enumerate(grid.items())}
+        for name, grid in SEARCH_SPACE.items()
+    }
 
 
 def tune_benchmarks(

@@ -36,6 +36,7 @@ def test_build_spam_filter_on_real_data(built_spam_filter):
 def test_search_space_and_tuned_candidates(splits):
     smoke = selection.search_space("smoke")
     assert set(smoke) == set(selection.SEARCH_SPACE) and all(len(v) <= 2 for g in smoke.values() for v in g.values())
+    assert smoke["tfidf_random_forest"] == {"n_estimators": [300, 600], "max_depth": [None]}
     assert selection.search_space("full") is selection.SEARCH_SPACE
     space = {"tfidf_naive_bayes": {"alpha": [0.05, 0.5]}}
     seen = []
