@@ -322,9 +322,8 @@ def register(model_uri: str, registered_model: str, model_type: str | None = Non
     """Register the logged model ``model_uri`` (``models:/<model id>``, what ``log_model`` returns; the outcome of
     :func:`tracked` keeps it as ``model_uri``) as a new version of ``registered_model``, created when it does not
     exist; returns the version. Through the client, so no registration messages are printed into a report."""
-    from mlflow.exceptions import MlflowException
-
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     try:
