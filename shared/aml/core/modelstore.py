@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from aml.core import config
+from aml.core.files import write_atomic
 from aml.core.hashing import sha256
 from aml.core.reporting import jsonable
 
@@ -47,25 +46,13 @@ def store_path(name: str, store: str | Path | None = None) -> Path:
     return Path(store or config.model_store_dir()) / name
 
 
-def _write_atomic(folder: Path, final: str, write) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{final}-")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, folder / final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / final
-
-
 def save_model(model: Any, path: str | Path, metadata: dict | None = None) -> Path:
     """Save ``model`` into the artefact folder ``path`` (created if needed) with its metadata; returns ``path``."""
     import joblib
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    artefact = _write_atomic(folder, ARTEFACT, lambda tmp: joblib.dump(model, tmp))
+    artefact = write_atomic(folder / ARTEFACT, lambda tmp: joblib.dump(model, tmp))
     meta = {
         "name": folder.name,
         "sha256": sha256(artefact),
@@ -73,7 +60,7 @@ def save_model(model: Any, path: str | Path, metadata: dict | None = None) -> Pa
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
         **jsonable(metadata or {}),
     }
-    _write_atomic(folder, META, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True)))
+    write_atomic(folder / META, lambda tmp: tmp.write_text(json.dumps(meta, indent=2, sort_keys=True)))
     return folder
 
 

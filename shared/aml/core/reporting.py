@@ -7,13 +7,12 @@ merged, never overwritten, so results can be compared run to run.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from aml.core import config
+from aml.core.files import write_atomic
 
 
 def jsonable(value: Any) -> Any:
@@ -47,13 +46,8 @@ def read_metrics(path: str | Path | None = None) -> dict:
 def record_metrics(key: str, values: Mapping, path: str | Path | None = None) -> Path:
     """Merge ``{key: values}`` into the metrics file (atomically) and return its path."""
     path = Path(path) if path else config.metrics_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     merged = _deep_merge(read_metrics(path), {key: jsonable(values)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(merged, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: tmp.write_text(json.dumps(merged, indent=2, sort_keys=True)))
 
 
 def flatten(metrics: Mapping, prefix: str = "") -> dict[str, Any]:

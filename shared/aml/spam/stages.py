@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from aml.core import metrics as _metrics
+from aml.core.files import write_atomic
 from aml.core.modelstore import load_model, save_model
 from aml.core.splits import SPLITS, stratified_indices
 from aml.spam import sms
@@ -115,17 +114,7 @@ def load_data(file_path: str | Path) -> pd.DataFrame:
 def save_data(df: pd.DataFrame, file_path: str | Path) -> Path:
     """Write ``df`` as CSV (no index) to a temporary file beside ``file_path``, then rename it into place: a crash
     never leaves half a file, and the previous version stays until the new one is complete. Returns the path."""
-    path = Path(file_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(file_path, lambda tmp: df.to_csv(tmp, index=False, encoding="utf-8"))
 
 
 def prepare_train_validation_test_split(
