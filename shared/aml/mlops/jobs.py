@@ -1,0 +1,337 @@
+"""Background jobs for the long-running stages: an endpoint answers ``202 Accepted`` with a job id at once, the work
+runs in a thread, and ``GET /jobs/<id>`` reports its status, progress and result.
+
+Why hand-written: a task queue (Celery, RQ) needs a broker service; the project needs far less, and two guarantees
+that an in-memory job table cannot give under gunicorn's several worker processes:
+
+- **One job of a kind at a time, across processes and threads.** :meth:`Jobs.submit` takes a non-blocking exclusive
+  ``flock`` on ``<lock_dir>/<kind>.lock`` through a file descriptor of its own (so it also excludes other threads of
+  the same process), or raises :class:`BusyError` naming the running job. The lock is held until the job's final
+  record is written; the kernel releases it when the holding process dies, however it dies. The holder writes its job
+  id into the lock file, so a refused caller learns which job is running.
+- **Records that survive the service.** Each job is a JSON file ``jobs/<id>.json`` in the :class:`DataStore`
+  (``queued`` -> ``running`` -> ``succeeded`` with ``result`` or ``failed`` with ``error``), so a restarted service
+  still answers for it. A record that says ``queued``/``running`` while no process holds its kind's lock (or another
+  job holds it) belongs to a dead process: :meth:`Jobs.get`, :meth:`Jobs.list` and :meth:`Jobs.recover` report and
+  persist it as ``failed`` ("interrupted: ..."). Probing the lock holds it for microseconds only; :meth:`Jobs.submit`
+  retries for a moment before it reports busy, so a probe never makes a submission fail.
+
+The locks are local files, so every process that shares the store's ``jobs/`` must share ``lock_dir`` (one host, or
+one container with its worker processes); they are POSIX ``flock`` locks (Linux, macOS; gunicorn is POSIX-only too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aml.core.reporting import jsonable
+from aml.mlops.datastore import DataStore, StoreError, StoreNotFoundError, utc_now
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+FOLDER = "jobs"
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+ACTIVE = (QUEUED, RUNNING)
+DONE = (SUCCEEDED, FAILED)
+INTERRUPTED = "interrupted: the service stopped while the job was running (no process holds its lock)"
+KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: ``<kind>-<YYYYMMDDTHHMMSSZ>-<8 hex>``
+JOB_ID = re.compile(r"^(?P<kind>[a-z][a-z0-9_]{0,31})-(?P<time>\d{8}T\d{6}Z)-(?P<token>[0-9a-f]{8})$")
+
+Report = Callable[[float, str], None]
+
+
+class JobNotFoundError(LookupError):
+    """No job with that id (or the id is not a job id)."""
+
+
+class BusyError(RuntimeError):
+    """A job of the same kind is running; ``job_id`` names it (``None`` in the instant before it has an id)."""
+
+    def __init__(self, kind: str, job_id: str | None):
+        self.kind = kind
+        self.job_id = job_id
+        super().__init__(f"a {kind} job is already running: {job_id or '(starting)'}")
+
+
+class _KindLock:
+    """A non-blocking exclusive ``flock`` on a fresh descriptor of ``path``; the file also names the holder's job."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # not inherited by child processes (PEP 446)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # held through another descriptor: another process, or another thread here
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def claim(self, job_id: str) -> None:
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, job_id.encode(), 0)
+
+    def holder(self) -> str | None:
+        """The job id the holder wrote, or ``None`` (none yet, or half written)."""
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            return None
+        return text if JOB_ID.match(text) else None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+def _check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not KIND.match(kind):
+        raise ValueError(f"job kind must be lower-case letters, digits and '_' (up to 32), got {kind!r}")
+    return kind
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Jobs:
+    """Background jobs whose records live in ``store`` (``jobs/<id>.json``) and whose locks live in ``lock_dir``.
+
+    ``progress_interval`` is the shortest time between two progress writes (default 0.5 s, i.e. at most 2 a second;
+    the status changes are always written)."""
+
+    def __init__(self, store: DataStore, lock_dir: str | Path, progress_interval: float = 0.5):
+        if fcntl is None:  # pragma: no cover - Windows
+            raise RuntimeError("background jobs need POSIX file locks (fcntl): run the service on Linux or macOS")
+        self.store = store
+        self.lock_dir = Path(lock_dir)
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self.progress_interval = progress_interval
+        self.busy_retry = 0.1  # seconds submit retries a held lock (a status probe holds it for microseconds)
+
+    # -- storage -----------------------------------------------------------------------------------------------------
+
+    def _lock(self, kind: str) -> _KindLock:
+        return _KindLock(self.lock_dir / f"{_check_kind(kind)}.lock")
+
+    def _path(self, job_id: str) -> str:
+        return f"{FOLDER}/{job_id}.json"
+
+    def _save(self, record: dict) -> None:
+        self.store.write_json(self._path(record["id"]), record)
+
+    def _load(self, job_id: str) -> dict:
+        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise JobNotFoundError(f"not a job id: {job_id!r}")
+        try:
+            return self.store.read_json(self._path(job_id))
+        except StoreNotFoundError:
+            raise JobNotFoundError(
+                f"no job {job_id} ({self.store.location(self._path(job_id))} does not exist)"
+            ) from None
+
+    # -- submitting --------------------------------------------------------------------------------------------------
+
+    def submit(self, kind: str, fn: Callable[[Report], dict], params: dict | None = None) -> dict:
+        """Run ``fn(report)`` in a background thread as a job of ``kind`` and return its first record (``queued``).
+
+        ``report(fraction, message)`` records progress (0..1). ``fn`` returns a JSON-able dict, the job's
+        ``result``; an exception fails the job with ``error`` ``"<ExceptionType>: message"`` (traceback logged).
+        Raises :class:`BusyError` when a job of ``kind`` is running, in this or another process."""
+        lock = self._lock(kind)
+        params = jsonable(dict(params or {}))
+        try:
+            json.dumps(params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"job params must be JSON-able: {exc}") from None
+        deadline = time.monotonic() + self.busy_retry
+        while not lock.try_acquire():
+            if time.monotonic() >= deadline:
+                raise BusyError(kind, lock.holder())
+            time.sleep(0.005)
+        try:
+            job_id = f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+            lock.claim(job_id)
+            record = {
+                "id": job_id,
+                "kind": kind,
+                "status": QUEUED,
+                "params": params,
+                "created_at": utc_now(),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "progress": 0.0,
+                "message": "",
+            }
+            self._save(record)
+            thread = threading.Thread(
+                target=self._run, args=(dict(record), fn, lock), name=f"job-{job_id}", daemon=True
+            )
+            thread.start()
+        except BaseException:
+            lock.release()
+            raise
+        log.info("job %s submitted", job_id)
+        return record
+
+    def _run(self, record: dict, fn: Callable[[Report], dict], lock: _KindLock) -> None:
+        guard = threading.Lock()  # fn may report from threads of its own
+        state = {"last": time.monotonic(), "open": True}
+
+        def save(what: str) -> None:
+            try:
+                self._save(record)
+            except Exception:  # a store hiccup must not kill the job; the final write is retried below
+                log.warning("job %s: could not write its %s record", record["id"], what, exc_info=True)
+
+        def report(fraction: float, message: str = "") -> None:
+            with guard:
+                if not state["open"]:
+                    return
+                record["progress"] = min(max(float(fraction), 0.0), 1.0)
+                record["message"] = str(message)
+                now = time.monotonic()
+                if now - state["last"] >= self.progress_interval:
+                    state["last"] = now
+                    save("progress")
+
+        try:
+            with guard:
+                record.update(status=RUNNING, started_at=utc_now())
+                save("running")
+            try:
+                result = fn(report)
+                if result is None:
+                    result = {}
+                if not isinstance(result, dict):
+                    raise TypeError(f"the job function returned {type(result).__name__}, not a dict")
+                result = jsonable(result)
+                json.dumps(result)
+                outcome = {"status": SUCCEEDED, "result": result, "progress": 1.0}
+                log.info("job %s succeeded", record["id"])
+            except BaseException as exc:
+                log.exception("job %s failed", record["id"])
+                outcome = {"status": FAILED, "error": _error_text(exc)}
+            with guard:
+                state["open"] = False
+                record.update(outcome, finished_at=utc_now())
+                try:
+                    self._save(record)
+                except Exception:
+                    log.exception(
+                        "job %s: could not write its final record (it will read as interrupted)", record["id"]
+                    )
+        finally:
+            lock.release()  # only now: a reader that finds the lock free knows the final record is written
+
+    # -- reading -----------------------------------------------------------------------------------------------------
+
+    def _lock_free(self, kind: str) -> tuple[bool, str | None]:
+        """(whether no process holds ``kind``'s lock, the holder's job id if one is held). The probe takes and drops
+        the lock at once, holding it across no I/O."""
+        lock = self._lock(kind)
+        if lock.try_acquire():
+            lock.release()
+            return True, None
+        return False, lock.holder()
+
+    def _checked(self, record: dict) -> dict:
+        """``record``, or, when it says queued/running but its process is gone, the record marked failed (saved)."""
+        if record.get("status") not in ACTIVE:
+            return record
+        free, holder = self._lock_free(record["kind"])
+        if not free and (holder is None or holder == record["id"]):
+            return record  # its own process holds the lock (or a new holder is still writing its id)
+        # The lock was free (or held by another job) after the record said active. A live job holds the lock until
+        # its final record is written, so a fresh read that still says active means the process died.
+        fresh = self._load(record["id"])
+        if fresh.get("status") not in ACTIVE:
+            return fresh
+        fresh.update(status=FAILED, error=INTERRUPTED, finished_at=utc_now())
+        self._save(fresh)
+        log.warning("job %s: %s", fresh["id"], INTERRUPTED)
+        return fresh
+
+    def get(self, job_id: str) -> dict:
+        """The record of ``job_id``; :class:`JobNotFoundError` when there is none or ``job_id`` is not a job id."""
+        return self._checked(self._load(job_id))
+
+    def list(self, kind: str | None = None) -> list[dict]:
+        """All job records (of ``kind``), oldest first."""
+        if kind is not None:
+            _check_kind(kind)
+        records = []
+        for name in self.store.list(FOLDER):
+            match = JOB_ID.match(name.removesuffix(".json")) if name.endswith(".json") else None
+            if match is None or (kind is not None and match["kind"] != kind):
+                continue
+            try:
+                records.append(self.get(match.group(0)))
+            except (JobNotFoundError, StoreError) as exc:  # removed or corrupt meanwhile: list the others
+                log.warning("job record %s skipped: %s", name, exc)
+        return sorted(records, key=lambda r: (r.get("created_at", ""), r["id"]))
+
+    def running(self, kind: str) -> dict | None:
+        """The queued or running job of ``kind``, or ``None``."""
+        free, holder = self._lock_free(kind)
+        if free:
+            return None
+        if holder is not None:
+            with_id = self.get(holder)
+            return with_id if with_id["status"] in ACTIVE else None
+        return next((r for r in self.list(kind) if r["status"] in ACTIVE), None)
+
+    def wait(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> dict:
+        """Poll until ``job_id`` has finished and return its record; :class:`TimeoutError` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.get(job_id)
+            if record["status"] in DONE:
+                return record
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} still {record['status']} after {timeout:g} s")
+            time.sleep(poll)
+
+    def recover(self) -> list[dict]:
+        """Mark every interrupted job failed (call on start-up); returns the records it marked."""
+        marked = []
+        for name in self.store.list(FOLDER):
+            job_id = name.removesuffix(".json")
+            if not name.endswith(".json") or not JOB_ID.match(job_id):
+                continue
+            try:
+                record = self._load(job_id)
+                if record.get("status") in ACTIVE:
+                    checked = self._checked(record)
+                    if checked["status"] == FAILED and checked.get("error") == INTERRUPTED:
+                        marked.append(checked)
+            except (JobNotFoundError, StoreError) as exc:
+                log.warning("job record %s skipped: %s", name, exc)
+        return marked
