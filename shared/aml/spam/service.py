@@ -201,7 +201,7 @@ def _error(status: int, name: str, message: str, close: bool = False):
     return response
 
 
-def _read_body() -> bytes:
+def read_body() -> bytes:
     """The whole request body; 400 when it is shorter than its Content-Length (a truncated request is never
     scored), 408 when the client stalls, 413 over the limit (Werkzeug raises it while reading a chunked body)."""
     try:
@@ -226,7 +226,7 @@ MISSING_TEXT = '"text" is missing: send {"text": "the message to score"} or text
 
 def _parse_request() -> tuple[Any, Any]:
     """``(text, threshold)`` as sent (``threshold`` is ``_ABSENT`` when not sent), from a form or a JSON object."""
-    data = _read_body()
+    data = read_body()
     if request.mimetype in FORM_TYPES:
         form = request.form
         threshold = form.get("threshold", _ABSENT)
@@ -249,6 +249,46 @@ def _parse_request() -> tuple[Any, Any]:
     if "text" not in payload:
         raise BadRequest(MISSING_TEXT)
     return payload["text"], payload.get("threshold", _ABSENT)
+
+
+def harden(app: Flask, max_bytes: int) -> Flask:
+    """Give ``app`` the service's HTTP hardening: a body limit of ``max_bytes`` (413), the URL and header-count
+    limits (414/431, below the servers' own), a malformed ``Content-Length`` refused (400), and every error answered
+    as JSON ``{"error", "message", "status"}`` (unexpected ones logged, 500). Shared by this service and the
+    project's (:mod:`aml.project.api`)."""
+    app.config["MAX_CONTENT_LENGTH"] = max_bytes
+    app.json.sort_keys = False
+
+    @app.before_request
+    def check_limits():
+        url_bytes = len(request.environ.get("PATH_INFO", "")) + len(request.environ.get("QUERY_STRING", ""))
+        if url_bytes > MAX_URL_BYTES:
+            raise RequestURITooLarge(f"the URL has {url_bytes} bytes; the limit is {MAX_URL_BYTES}")
+        if len(request.headers) > MAX_HEADER_FIELDS:
+            raise RequestHeaderFieldsTooLarge(
+                f"the request has {len(request.headers)} header fields; the limit is {MAX_HEADER_FIELDS}"
+            )
+        length = request.headers.get("Content-Length")
+        if length is not None and not (length.isascii() and length.strip().isdigit()):
+            raise BadRequest(f"malformed Content-Length header {length[:40]!r}")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = exc.code or 500
+        message = exc.description or exc.name
+        if code == 413:
+            message = f"the request body is larger than the limit of {max_bytes} bytes"
+        response = _error(code, exc.name, message, close=code in (400, 408, 413, 414, 431))
+        if code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        log.exception("unhandled error while serving %s %s", request.method, request.path)
+        return _error(500, "Internal Server Error", "the server failed to handle this request; see its log")
+
+    return app
 
 
 def create_app(
@@ -278,8 +318,7 @@ def create_app(
     seen: dict = {}
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = max_bytes
-    app.json.sort_keys = False
+    harden(app, max_bytes)
     about = {
         "model": meta.get("name", name),
         "version": str(sha or "unknown")[:12],
@@ -287,19 +326,6 @@ def create_app(
         "model_type": meta.get("model"),
         "threshold": default_threshold,
     }
-
-    @app.before_request
-    def check_limits():
-        url_bytes = len(request.environ.get("PATH_INFO", "")) + len(request.environ.get("QUERY_STRING", ""))
-        if url_bytes > MAX_URL_BYTES:
-            raise RequestURITooLarge(f"the URL has {url_bytes} bytes; the limit is {MAX_URL_BYTES}")
-        if len(request.headers) > MAX_HEADER_FIELDS:
-            raise RequestHeaderFieldsTooLarge(
-                f"the request has {len(request.headers)} header fields; the limit is {MAX_HEADER_FIELDS}"
-            )
-        length = request.headers.get("Content-Length")
-        if length is not None and not (length.isascii() and length.strip().isdigit()):
-            raise BadRequest(f"malformed Content-Length header {length[:40]!r}")
 
     @app.get("/")
     def usage():
@@ -355,22 +381,6 @@ def create_app(
         prediction, propensity = score_text(text, model, threshold)
         return jsonify({"prediction": prediction, "propensity": propensity})
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        code = exc.code or 500
-        message = exc.description or exc.name
-        if code == 413:
-            message = f"the request body is larger than the limit of {max_bytes} bytes"
-        response = _error(code, exc.name, message, close=code in (400, 408, 413, 414, 431))
-        if code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
-        return response
-
-    @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception):
-        log.exception("unhandled error while serving %s %s", request.method, request.path)
-        return _error(500, "Internal Server Error", "the server failed to score this request; see its log")
-
     return app
 
 
@@ -409,13 +419,14 @@ def with_read_timeout(app, seconds: float = READ_TIMEOUT_S):
     return wrapped
 
 
-def run_gunicorn(app: Flask, settings: Settings) -> None:
-    """Serve ``app`` (already built: the model is loaded) with gunicorn, through its Python application API."""
+def run_gunicorn(app: Flask, settings: Settings, **options) -> None:
+    """Serve ``app`` (already built: the model is loaded) with gunicorn, through its Python application API;
+    ``options`` add to or override :func:`gunicorn_options` (e.g. a ``post_worker_init`` hook)."""
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):
         def load_config(self):
-            for key, value in gunicorn_options(settings).items():
+            for key, value in {**gunicorn_options(settings), **options}.items():
                 self.cfg.set(key, value)
 
         def load(self):
