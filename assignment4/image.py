@@ -16,13 +16,9 @@ engine has it (machines without a registry, see ``setup_container_engine.sh``), 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
-
-import tomllib
 
 from aml.core import modelstore
 from aml.devtools import containers, fixtures
@@ -37,10 +33,7 @@ EXTRA = "serve"
 
 def serve_packages(pyproject: str | Path = ROOT / "pyproject.toml") -> list[str]:
     """The packages of the library's ``serve`` extra, read from ``pyproject.toml`` (defined there once)."""
-    extras = tomllib.loads(Path(pyproject).read_text())["project"].get("optional-dependencies", {})
-    if EXTRA not in extras:
-        raise KeyError(f"{pyproject} defines no [project.optional-dependencies] {EXTRA} extra")
-    return list(extras[EXTRA])
+    return containers.extra_packages(pyproject, EXTRA)
 
 
 def stage(dest: str | Path, model_store: str | Path | None = None) -> Path:
@@ -63,22 +56,13 @@ def stage(dest: str | Path, model_store: str | Path | None = None) -> Path:
             f"app/models/{MODEL_NAME}/{modelstore.META}": model_dir / modelstore.META,
         },
     )
-    pins = containers.pinned_requirements(serve_packages())
-    header = f"# the library's {EXTRA} extra, pinned from the training environment (pickle compatibility)\n"
-    (dest / "requirements.txt").write_text(header + "\n".join(pins) + "\n")
-    build = [f"setuptools=={metadata.version('setuptools')}"]  # the wheel's build backend, pinned too
-    (dest / "constraints.txt").write_text(header + "\n".join([*pins, *build]) + "\n")
+    why = f"the library's {EXTRA} extra, pinned from the training environment (pickle compatibility)"
+    containers.write_pins(dest, serve_packages(), why)
     return dest
 
 
-def base_image(engine: str, requested: str | None = None) -> str | None:
-    """The base image to build on (``None``: the Dockerfile's default)."""
-    requested = requested or os.environ.get("AML_BASE_IMAGE")
-    if requested:
-        return requested
-    if containers.image_id(engine, containers.LOCAL_BASE_IMAGE):
-        return containers.LOCAL_BASE_IMAGE
-    return None
+#: the base image choice (``--base-image``, ``AML_BASE_IMAGE``, the local image, the Dockerfile's default)
+base_image = containers.base_image
 
 
 def build_image(
@@ -89,8 +73,7 @@ def build_image(
     context_dir: str | Path | None = None,
 ) -> str:
     """Stage the context (in a temporary folder unless ``context_dir``) and build ``tag``; returns the image ID."""
-    base = base_image(engine, base)
-    build_args = {"BASE_IMAGE": base} if base else {}
+    build_args = containers.base_image_args(engine, base)
     if context_dir is not None:
         return containers.build(engine, stage(context_dir, model_store), tag, build_args=build_args)
     with tempfile.TemporaryDirectory(prefix="aml-image-") as tmp:

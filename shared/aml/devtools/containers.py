@@ -12,6 +12,12 @@ Choices, and why (``../shared/notes/containers.md`` records what works on the co
   network the port is published on 127.0.0.1 only (``-p 127.0.0.1:PORT:CONTAINER_PORT``).
 - **podman builds in Docker image format** (``--format docker``): the OCI format has no ``HEALTHCHECK``.
 - **``--init``**: a tiny init as PID 1 forwards SIGTERM, so ``stop`` takes milliseconds instead of a 10 s timeout.
+- **Base image** (:func:`base_image`): the one asked for, else ``AML_BASE_IMAGE``, else the local
+  ``localhost/python-base:bookworm`` when the engine has it (machines without a registry), else the Dockerfile's
+  public default (``None``: no build argument).
+- **Pins from this environment** (:func:`extra_packages`, :func:`pinned_requirements`, :func:`write_pins`): an
+  image installs one of the library's extras exactly as this environment has it, read from ``pyproject.toml`` and the
+  installed distributions, never typed in twice.
 - **Cleanup is not optional**: :func:`running` stops and removes its container in ``finally``; :func:`build`
   removes the image a re-tag leaves dangling, so only the tagged image (the build cache) stays.
 """
@@ -34,6 +40,7 @@ from aml.devtools import procs
 
 ENGINES = ("docker", "podman")
 ENGINE_ENV = "AML_CONTAINER_ENGINE"
+BASE_IMAGE_ENV = "AML_BASE_IMAGE"
 NETWORK_ENV = "AML_CONTAINER_NETWORK"
 #: the Python base image ``assignment4/setup_container_engine.sh`` builds where no registry can be reached
 LOCAL_BASE_IMAGE = "localhost/python-base:bookworm"
@@ -188,6 +195,51 @@ def stage_context(dest: str | Path, entries: Mapping[str, str | Path], ignore: S
     return dest
 
 
+def base_image(engine: str, requested: str | None = None) -> str | None:
+    """The base image to build on: ``requested``, else ``AML_BASE_IMAGE``, else :data:`LOCAL_BASE_IMAGE` when the
+    engine has it, else ``None`` (the Dockerfile's own default, e.g. a public ``python:3.11-slim``)."""
+    requested = requested or os.environ.get(BASE_IMAGE_ENV)
+    if requested:
+        return requested
+    if image_id(engine, LOCAL_BASE_IMAGE):
+        return LOCAL_BASE_IMAGE
+    return None
+
+
+def base_image_args(engine: str, requested: str | None = None) -> dict[str, str]:
+    """``{"BASE_IMAGE": ...}`` for :func:`build` (empty when the Dockerfile's default applies)."""
+    base = base_image(engine, requested)
+    return {"BASE_IMAGE": base} if base else {}
+
+
+def extra_packages(pyproject: str | Path, extra: str) -> list[str]:
+    """The package names of the optional dependency ``extra`` declared in ``pyproject``, with the project's references
+    to its own extras (``name[data,serve]``) expanded, in order and without repeats."""
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads(Path(pyproject).read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    own = re.sub(r"[-_.]+", "-", project.get("name", "")).lower()
+
+    def expand(name: str, seen: tuple[str, ...]) -> list[str]:
+        if name not in extras:
+            raise KeyError(f"{pyproject} defines no [project.optional-dependencies] {name} extra")
+        out = []
+        for line in extras[name]:
+            req = Requirement(line)
+            if re.sub(r"[-_.]+", "-", req.name).lower() == own:
+                for sub in sorted(req.extras):
+                    if sub in seen:
+                        raise ValueError(f"the {sub} extra of {pyproject} refers to itself")
+                    out.extend(expand(sub, (*seen, sub)))
+            else:
+                out.append(req.name)
+        return out
+
+    return list(dict.fromkeys(expand(extra, (extra,))))
+
+
 def _requirement_names(dist: metadata.Distribution) -> list[str]:
     from packaging.requirements import Requirement
 
@@ -219,6 +271,20 @@ def pinned_requirements(packages: Iterable[str]) -> list[str]:
         seen[key] = f"{dist.metadata['Name']}=={dist.version}"
         todo.extend(_requirement_names(dist))
     return sorted(seen.values(), key=str.lower)
+
+
+def write_pins(dest: str | Path, packages: Iterable[str], why: str) -> tuple[Path, Path]:
+    """Write ``requirements.txt`` (``packages`` and their dependencies pinned from this environment) and
+    ``constraints.txt`` (the same pins plus the ``setuptools`` that builds the library's wheel) into ``dest``;
+    ``why`` is the files' one-line header. Returns both paths."""
+    dest = Path(dest)
+    pins = pinned_requirements(packages)
+    header = f"# {why}\n"
+    requirements, constraints = dest / "requirements.txt", dest / "constraints.txt"
+    requirements.write_text(header + "\n".join(pins) + "\n")
+    build_backend = [f"setuptools=={metadata.version('setuptools')}"]
+    constraints.write_text(header + "\n".join([*pins, *build_backend]) + "\n")
+    return requirements, constraints
 
 
 def run_detached(
@@ -262,6 +328,47 @@ def stop_and_remove(engine: str, container: str, timeout: int = 5) -> None:
 
 def container_exists(engine: str, container: str) -> bool:
     return _run([engine, "container", "inspect", container], check=False).returncode == 0
+
+
+def container_state(engine: str, container: str) -> dict | None:
+    """``{"id", "name", "image", "running", "started_at"}`` of a container (by name or ID), or ``None`` if there is none."""
+    fmt = "{{.Id}}|{{.Name}}|{{.Image}}|{{.State.Running}}|{{.State.StartedAt}}"
+    result = _run([engine, "container", "inspect", "--format", fmt, container], check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    cid, name, image, running, started = result.stdout.strip().splitlines()[0].split("|", 4)
+    return {"id": cid, "name": name.lstrip("/"), "image": image, "running": running == "true", "started_at": started}
+
+
+def stop_container(engine: str, container: str, timeout: int = 10) -> None:
+    """Stop a container (SIGTERM, SIGKILL after ``timeout`` s) and keep it, so it can be started again."""
+    _run([engine, "stop", "-t", str(int(timeout)), container], timeout=timeout + 60)
+
+
+def start_container(engine: str, container: str) -> None:
+    """Start a stopped container again (same ID, same settings)."""
+    _run([engine, "start", container])
+
+
+def rename_container(engine: str, container: str, new_name: str) -> None:
+    _run([engine, "rename", container, new_name])
+
+
+def writable_volume(path: str | Path, uid: int, gid: int | None = None) -> Path:
+    """Create ``path`` (a host folder to mount as a volume) and make it writable for the container's user ``uid``:
+    ``chown -R`` when this process may (root), else world-writable folders and files (a rootless engine maps the
+    container's uids to sub-uids this process cannot chown to). Returns the folder."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    gid = uid if gid is None else gid
+    for item in [path, *path.rglob("*")]:
+        if item.is_symlink():
+            continue
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            os.chown(item, uid, gid)
+        else:
+            item.chmod(0o777 if item.is_dir() else 0o666)
+    return path
 
 
 def exec_in(engine: str, container: str, *command: str) -> str:
