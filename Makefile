@@ -54,8 +54,9 @@ coverage: $(STAMP) ## Coverage of assignment3/4 test.py (server process and cont
 hooks: $(STAMP) ## Install the git hooks (pre-commit framework incl. the main-branch tests; standalone copy otherwise)
 	$(PYTHON) -m aml.devtools.hooks install
 
-bench: $(STAMP) ## Load benchmark: gunicorn (workers = cores), 1 and 16 clients, vs in-process score()
+bench: $(STAMP) ## Benchmarks: assignment3's service (1 and 16 clients) and project/'s (lean scorer, batch /score, wrk)
 	$(PYTHON) assignment3/benchmark.py
+	$(PYTHON) project/benchmark.py
 
 clean: ## Remove build outputs (executed notebooks, reports, metrics, test artefacts)
 	rm -rf build .pytest_cache .ruff_cache .coverage .coverage.*

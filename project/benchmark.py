@@ -1,0 +1,167 @@
+"""Benchmark of the project's service (not a test): ``make bench`` or ``python project/benchmark.py``.
+
+In one run, over fresh stores in a temporary folder (prepare + one training first, in process):
+
+1. in process, on the 5,160 deduplicated messages: the registered model (the full scikit-learn pipeline) against the
+   served scorer (:class:`aml.spam.lean.LeanScorer`, compiled from it): one message at a time (mean, p50, p99 ms)
+   and the whole batch (messages/s); the largest propensity difference between the two;
+2. batch ``POST /score`` of the same 5,160 messages (``processed/<run>/messages.csv``) through the production
+   server (``python src/app.py --server gunicorn``, 2 workers): end to end — read from the data store, score, write
+   the predictions and the take-down list — messages/s as the client sees it (best of ``--repeats``);
+3. online ``POST /score`` under wrk (16 connections, 2 threads, ``--seconds``): requests/s, p50, p99, errors, and
+   the ratio to the in-process single-message rate of the served scorer.
+
+The load generator shares the 2 cores with the server, so the served figures are a lower bound. Results are printed
+as a Markdown table (for ``project/README.md``) and recorded in ``build/metrics.json`` under ``project.benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aml.core import reporting
+from aml.devtools import loadgen, procs
+from aml.mlops import registry, tracking
+from aml.mlops.datastore import DataStore
+from aml.project import system
+from aml.project.client import SystemClient
+from aml.spam import MODEL_NAME
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "benchmark-token"
+
+
+def latency(fn, texts: list[str]) -> dict:
+    seconds = []
+    for text in texts:
+        start = time.perf_counter()
+        fn(text)
+        seconds.append(time.perf_counter() - start)
+    ms = np.array(seconds) * 1e3
+    return {"mean_ms": ms.mean(), "p50_ms": np.percentile(ms, 50), "p99_ms": np.percentile(ms, 99)}
+
+
+def batch_rate(fn, texts: list[str], repeats: int) -> float:
+    best = min(_timed(fn, texts) for _ in range(repeats))
+    return len(texts) / best
+
+
+def _timed(fn, arg) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
+
+
+def in_process(store: DataStore, run: str, repeats: int) -> tuple[dict, list[str]]:
+    texts = system.read_frame(store, store.run_path("processed", run, "messages.csv")).text.tolist()
+    full = registry.load_version(MODEL_NAME, registry.champion_version(MODEL_NAME))
+    served = system.load_serving_model(MODEL_NAME)
+    diff = float(np.abs(served.propensities(texts) - full.predict_proba(texts)[:, 1]).max())
+    picks = texts[:: max(1, len(texts) // 1000)]
+    return {
+        "messages": len(texts),
+        "max_abs_diff": diff,
+        "full_single": latency(lambda t: full.predict_proba([t]), picks),
+        "served_single": latency(served.score_one, picks),
+        "full_batch_msg_s": batch_rate(full.predict_proba, texts, repeats),
+        "served_batch_msg_s": batch_rate(served.propensities, texts, repeats),
+    }, texts
+
+
+def served(env: dict, path: str, repeats: int, seconds: float) -> dict:
+    command = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
+    with procs.serve(command, cwd=HERE, env=env, timeout=120) as server:
+        client = SystemClient(server.url, TOKEN)
+        client.score("warm up")
+        batches = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = client.score_batch(path)
+            batches.append((time.perf_counter() - start, result))
+        wall, result = min(batches, key=lambda b: b[0])
+        body = json.dumps({"text": "WINNER! You have won a free prize, call 09061701461 now"})
+        wrk = loadgen.run_wrk(
+            f"{server.url}/score",
+            connections=16,
+            threads=2,
+            seconds=seconds,
+            method="POST",
+            body=body,
+            headers={"Content-Type": "application/json"},
+        )
+    return {"batch_count": result["count"], "batch_wall_s": wall, "batch_msg_s": result["count"] / wall, "wrk": wrk}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="aml-project-bench-") as tmp:
+        root = Path(tmp)
+        uri = tracking.new_store(root / "mlflow")
+        env = {
+            "AML_DATA_STORE": str(root / "data"),
+            "MLFLOW_TRACKING_URI": uri,
+            "AML_MODEL_STORE": str(root / "models"),
+            "AML_API_TOKEN": TOKEN,
+        }
+        store = DataStore(env["AML_DATA_STORE"])
+        with tracking.using(uri, "sms-spam-filter-project"):
+            prepared = system.prepare(store)
+            system.train(store, system.TrainConfig(params={"C": 1.0}))
+            local, _ = in_process(store, prepared["run"], args.repeats)
+        remote = served({**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds)
+    wrk = remote["wrk"]
+    single_rate = 1000.0 / local["served_single"]["mean_ms"]
+    figures = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        **local,
+        "service_batch_msg_s": remote["batch_msg_s"],
+        "service_batch_wall_s": remote["batch_wall_s"],
+        "online_req_s": wrk["requests_per_s"],
+        "online_p50_ms": wrk["latency_ms"]["p50"],
+        "online_p99_ms": wrk["latency_ms"]["p99"],
+        "online_errors": wrk["non_2xx"] + wrk["socket_errors"],
+        "online_ratio_to_in_process": wrk["requests_per_s"] / single_rate,
+    }
+    rows = [
+        ("one message in process, registered model (mean / p50 / p99)", _lat(local["full_single"])),
+        ("one message in process, served scorer (mean / p50 / p99)", _lat(local["served_single"])),
+        ("max |propensity difference| served vs registered", f"{local['max_abs_diff']:.1e}"),
+        (f"batch of {local['messages']:,} in process, registered model", f"{local['full_batch_msg_s']:,.0f} msg/s"),
+        (f"batch of {local['messages']:,} in process, served scorer", f"{local['served_batch_msg_s']:,.0f} msg/s"),
+        (
+            f"batch `POST /score` of {remote['batch_count']:,} (read, score, write, take-down list)",
+            f"{remote['batch_msg_s']:,.0f} msg/s ({remote['batch_wall_s']:.2f} s)",
+        ),
+        (
+            f"online `POST /score`, gunicorn 2 workers, wrk 16 connections {args.seconds:g} s",
+            f"{wrk['requests_per_s']:,.0f} req/s, p50 {wrk['latency_ms']['p50']:.1f} ms, "
+            f"p99 {wrk['latency_ms']['p99']:.1f} ms, {figures['online_errors']} errors",
+        ),
+        ("online req/s ÷ in-process single-message rate", f"{figures['online_ratio_to_in_process']:.2f}"),
+    ]
+    print(f"\n{figures['date']}, {figures['machine']}\n\n| measurement | result |\n| --- | --- |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    reporting.record_metrics("project", {"benchmark": figures})
+    return 0
+
+
+def _lat(stats: dict) -> str:
+    return f"{stats['mean_ms']:.3f} / {stats['p50_ms']:.3f} / {stats['p99_ms']:.3f} ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

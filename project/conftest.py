@@ -1,0 +1,68 @@
+"""Fixtures of the project's tests (``test/units.py``, ``test/integration.py``).
+
+``src/`` goes on ``sys.path``, as ``python src/app.py`` has it, so the tests import the same thin modules the
+service runs (``import prepare``). Each test gets its own stores — a data store folder, a migrated SQLite model
+store, an export folder and an API token — through the same environment variables a deployment sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+TOKEN = "test-token-" + "x" * 20
+
+
+@contextlib.contextmanager
+def project_stores(root: Path) -> Iterator[dict[str, str]]:
+    """Point the project at fresh stores under ``root`` (environment + MLflow) for the block; yields the settings."""
+    import constructors
+
+    from aml.mlops import tracking
+
+    uri = tracking.new_store(root / "mlflow")
+    env = {
+        "AML_DATA_STORE": str(root / "data"),
+        "MLFLOW_TRACKING_URI": uri,
+        "AML_MODEL_STORE": str(root / "models"),
+        "AML_API_TOKEN": TOKEN,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        with tracking.using(uri, constructors.EXPERIMENT):
+            yield env
+
+
+@pytest.fixture
+def stores(tmp_path) -> Iterator[dict[str, str]]:
+    """Fresh, empty project stores for one test."""
+    with project_stores(tmp_path) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Iterator[dict]:
+    """Stores in which the data stage ran and one model version was trained (and promoted), shared by a module."""
+    import prepare
+    import train
+
+    root = tmp_path_factory.mktemp("project")
+    with project_stores(root) as env:
+        prepared = prepare.prepare()
+        result = train.train()
+        yield {"env": env, "root": root, "prepared": prepared, "train": result}
+
+
+@pytest.fixture
+def token() -> str:
+    return os.environ.get("AML_API_TOKEN") or TOKEN

@@ -1,0 +1,30 @@
+"""The reward stage: ``python src/evaluate.py INPUT`` (what ``POST /evaluate`` runs): scored, labelled data from
+the data store → metrics at the threshold it was scored with → ``evaluations/<run>/metrics.json``."""
+
+from __future__ import annotations
+
+import argparse
+
+import constructors
+import helpers
+
+from aml.project import system
+
+
+def evaluate(input_path: str, overrides: dict | None = None, store=None) -> dict:
+    """Evaluate the store file ``input_path`` (predictions with labels) with ``config/evaluate.yaml``."""
+    return system.evaluate(
+        store or constructors.data_store(), input_path, constructors.stage_config("evaluate", overrides)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="store path of scored, labelled data, e.g. predictions/<run>/predictions.csv")
+    args = parser.parse_args(argv)
+    helpers.print_json(evaluate(args.input))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""The data stage: ``python src/prepare.py [--seed N]`` (what ``POST /prepare`` runs): the raw data from the data
+store → validated, deduplicated, split → ``processed/``, ``split/`` and ``scoring/`` runs back in the store."""
+
+from __future__ import annotations
+
+import argparse
+
+import constructors
+import helpers
+
+from aml.project import system
+
+
+def prepare(overrides: dict | None = None, store=None) -> dict:
+    """Run the data stage with ``config/prepare.yaml`` updated by ``overrides``; returns its outputs."""
+    return system.prepare(store or constructors.data_store(), constructors.stage_config("prepare", overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, help="split seed (default: config/prepare.yaml)")
+    parser.add_argument("--raw", help="store path of the raw data (default: the latest raw run)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    helpers.print_json(prepare(overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""The action stage: ``python src/score.py INPUT`` (what batch ``POST /score`` runs): the champion from the model
+store (falling back to older versions) scores a CSV of the data store → ``predictions/<run>/``, then the take-down
+list → ``actions/<run>/``."""
+
+from __future__ import annotations
+
+import argparse
+
+import constructors
+import helpers
+
+from aml.project import system
+
+
+def score(input_path: str, overrides: dict | None = None, store=None, model: system.ServingModel | None = None) -> dict:
+    """Score the store file ``input_path`` with ``model`` (default: the served version from the registry)."""
+    config = constructors.stage_config("score", overrides)
+    if model is None:
+        constructors.model_store()
+        model = system.load_serving_model(constructors.defaults()["train"]["registered_model"])
+    return system.score_batch(store or constructors.data_store(), model, input_path, config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", help="store path of a CSV with a text column, e.g. scoring/<run>/messages.csv")
+    args = parser.parse_args(argv)
+    helpers.print_json(score(args.input))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

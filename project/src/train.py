@@ -1,0 +1,33 @@
+"""The model stage: ``python src/train.py [--model NAME]`` (what ``POST /train`` runs as a job): the latest splits →
+trained in RAM, tracked in MLflow, registered in the model store, validated, promoted to ``champion`` on a pass."""
+
+from __future__ import annotations
+
+import argparse
+
+import constructors
+import helpers
+
+from aml.project import system
+
+
+def train(overrides: dict | None = None, store=None) -> dict:
+    """Run the model stage with ``config/train.yaml`` updated by ``overrides``; returns its report."""
+    constructors.model_store()
+    return system.train(store or constructors.data_store(), constructors.stage_config("train", overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a model of aml.spam.models.CATALOGUE (default: config/train.yaml)")
+    parser.add_argument("--split", help="a split run id (default: the latest)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    if "model" in overrides:
+        overrides["params"] = {}  # another model's defaults, not the configured model's hyper-parameters
+    helpers.print_json(train(overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""End-to-end tests of the project's service as it runs in production: ``python src/app.py --server gunicorn``
+(two worker processes) on a loopback port, over its own data store, MLflow registry and export folder.
+
+The tests of this module share one set of stores and run in order: the service before any model (503 with what
+to call first), auth and path confinement, prepare → train → score → evaluate, one training at a time with online
+scoring answering during it, the registry fallback on start-up with a deliberately broken newest version, and a
+``kill -9`` of the whole service during a ``/prepare`` and a training (the previous ``latest`` intact and readable,
+the interrupted job reported as failed after the restart). The container and the CD hook are tested in
+``integration_container.py``, the page in a real browser in ``integration_browser.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from aml.devtools import procs
+from aml.mlops import registry, tracking
+from aml.mlops.datastore import DataStore
+from aml.spam import MODEL_NAME
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[1]
+TOKEN = "integration-token-" + "y" * 16
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+COMMAND = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
+HOSTILE = ["../x.csv", "/etc/passwd", ".secrets/api_token", "jobs/x.json", "C:\\x.csv", "s3://bucket/x.csv", "etc/x"]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("system")
+    uri = tracking.new_store(root / "mlflow")
+    env = {
+        "AML_DATA_STORE": str(root / "data"),
+        "MLFLOW_TRACKING_URI": uri,
+        "AML_MODEL_STORE": str(root / "models"),
+        "AML_API_TOKEN": TOKEN,
+    }
+    return {"env": env, "root": root, "uri": uri, "store": DataStore(root / "data"), "state": {}}
+
+
+@contextlib.contextmanager
+def service(stores):
+    with procs.serve(COMMAND, cwd=PROJECT, env=stores["env"], timeout=90) as server:
+        yield server
+
+
+def wait_job(url: str, job: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = requests.get(f"{url}/jobs/{job}", timeout=60).json()
+        if record["status"] in ("succeeded", "failed"):
+            return record
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job} still {record['status']} after {timeout} s")
+
+
+def wait_served(url: str, version: str, timeout: float = 120) -> None:
+    """Until online scoring answers with ``version`` a few times in a row (every worker has loaded it)."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and streak < 6:
+        response = requests.post(f"{url}/score", json={"text": "hello"}, timeout=60)
+        streak = streak + 1 if response.status_code == 200 and response.json()["model_version"] == version else 0
+        time.sleep(0.1)
+    assert streak >= 6, f"version {version} not served by every worker within {timeout} s"
+
+
+def test_before_any_model_scoring_says_what_to_call_first(stores):
+    with service(stores) as server:
+        health = requests.get(f"{server.url}/health", timeout=60)
+        assert health.status_code == 200 and health.json()["status"] == "no_model"
+        response = requests.post(f"{server.url}/score", json={"text": "hello"}, timeout=60)
+        assert response.status_code == 503
+        assert "/train" in response.json()["message"] and "/prepare" in response.json()["message"]
+
+
+def test_auth_and_path_confinement(stores):
+    with service(stores) as server:
+        for method, path, body in [
+            ("post", "/prepare", {}),
+            ("post", "/train", {}),
+            ("post", "/evaluate", {"input": "predictions/x/predictions.csv"}),
+            ("post", "/score", {"input": "split/x/test.csv"}),
+            ("post", "/models/reload", {}),
+        ]:
+            missing = requests.request(method, server.url + path, json=body, timeout=60)
+            assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+            wrong = requests.request(method, server.url + path, json=body, headers={"Authorization": "Bearer no"})
+            assert wrong.status_code == 403 and wrong.json()["status"] == 403
+        for hostile in HOSTILE:
+            for path in ("/score", "/evaluate"):
+                response = requests.post(server.url + path, json={"input": hostile}, headers=AUTH, timeout=60)
+                assert response.status_code == 400, (path, hostile, response.text)
+                assert response.json()["error"] == "Bad Request"
+        assert not (stores["root"] / "data" / "predictions").exists()
+
+
+def test_prepare_train_score_evaluate(stores):
+    store, state = stores["store"], stores["state"]
+    with service(stores) as server:
+        url = server.url
+        prepared = requests.post(f"{url}/prepare", json={}, headers=AUTH, timeout=60)
+        assert prepared.status_code == 200, prepared.text
+        state["prepared"] = prepared.json()
+        assert store.latest("split") == state["prepared"]["run"]
+
+        started = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
+        assert started.status_code == 202 and started.headers["Location"].endswith(started.json()["job"])
+        job = wait_job(url, started.json()["job"])
+        assert job["status"] == "succeeded", job
+        assert job["result"]["model_version"] == "1" and job["result"]["promoted"]
+        wait_served(url, "1")
+
+        online = requests.post(f"{url}/score", json={"text": "WINNER! Claim your £1000 prize, call 09061701461"})
+        assert online.json()["prediction"] is True and online.json()["model_version"] == "1"
+        assert set(online.json()) == {"prediction", "propensity", "model_version"}
+
+        test_split = state["prepared"]["outputs"]["test"]
+        batch = requests.post(f"{url}/score", json={"input": test_split}, headers=AUTH, timeout=60)
+        assert batch.status_code == 200, batch.text
+        scored = batch.json()
+        assert scored["count"] == state["prepared"]["rows"]["test"] and scored["output"].startswith("predictions/")
+        assert store.exists(scored["actions"]) and store.latest("actions")
+
+        evaluated = requests.post(f"{url}/evaluate", json={"input": scored["output"]}, headers=AUTH, timeout=60)
+        assert evaluated.status_code == 200, evaluated.text
+        metrics = evaluated.json()["metrics"]
+        assert metrics["aucpr"] > 0.97 and metrics["precision"] >= 0.85 and metrics["recall"] > 0.8
+        assert store.read_json(evaluated.json()["output"])["metrics"]["aucpr"] == pytest.approx(metrics["aucpr"])
+
+        missing = requests.post(f"{url}/score", json={"input": "split/none/test.csv"}, headers=AUTH, timeout=60)
+        assert missing.status_code == 404 and "split/none/test.csv" in missing.json()["message"]
+
+
+def test_one_training_at_a_time_while_online_scoring_answers(stores):
+    with service(stores) as server:
+        url = server.url
+        wait_served(url, "1")
+        first = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
+        second = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
+        assert first.status_code == 202
+        assert second.status_code == 409 and first.json()["job"] in second.json()["message"]
+
+        def one(i: int) -> int:
+            return requests.post(f"{url}/score", json={"text": f"message number {i}"}, timeout=30).status_code
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            codes = list(pool.map(one, range(50)))
+        assert requests.get(f"{url}/jobs/{first.json()['job']}").json()["status"] == "running"  # scored during it
+        assert codes == [200] * 50
+        job = wait_job(url, first.json()["job"])
+        assert job["status"] == "succeeded" and job["result"]["model_version"] == "2", job
+        assert job["result"]["promoted"]  # same data, same model: as good as the champion
+        wait_served(url, "2")
+
+
+def test_a_broken_newest_version_falls_back_to_the_previous_one(stores):
+    with tracking.using(stores["uri"], "sms-spam-filter-project"):
+        assert registry.champion_version(MODEL_NAME) == "2"
+        registry.corrupt_version(MODEL_NAME, "2")
+    with service(stores) as server:
+        health = requests.get(f"{server.url}/health", timeout=30).json()
+        assert health["status"] == "ok" and health["fallback"] is True
+        assert health["serving"]["version"] == "1" and [f["version"] for f in health["failures"]] == ["2"]
+        assert "fallback" in health["warning"]
+        online = requests.post(f"{server.url}/score", json={"text": "see you at lunch"}, timeout=60).json()
+        assert online["model_version"] == "1"
+        metrics = requests.get(f"{server.url}/metrics", timeout=60).text
+        assert "aml_model_fallback 1.0" in metrics
+        models = requests.get(f"{server.url}/models", timeout=60).json()
+        assert models["champion"] == "2" and models["serving"]["version"] == "1"
+        assert "cannot serve" in server.log() or "FALLBACK" in server.log()
+
+
+def kill_service(server: procs.ServerProcess) -> None:
+    os.killpg(server.proc.pid, signal.SIGKILL)  # master and workers: no graceful anything
+    server.proc.wait()
+
+
+def test_kill_9_during_prepare_and_training_loses_nothing(stores):
+    store = stores["store"]
+    before = store.latest("split")
+    with service(stores) as server:
+        url = server.url
+        job = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30).json()["job"]
+        outcome: dict = {}
+
+        def prepare() -> None:
+            try:
+                outcome["response"] = requests.post(f"{url}/prepare", json={"seed": 3}, headers=AUTH, timeout=60)
+            except requests.RequestException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=prepare)
+        thread.start()
+        time.sleep(0.4)  # the data stage is under way (it takes about a second)
+        kill_service(server)
+        thread.join()
+    latest = store.latest("split")
+    assert latest in (before, outcome.get("response") and outcome["response"].json().get("run"))
+    lineage = store.read_lineage("split", latest)
+    for name in ("train", "validation", "test"):
+        output = lineage["outputs"][name]
+        assert store.sha256(output["path"]) == output["sha256"]  # complete, the file the lineage describes
+    with service(stores) as server:
+        record = requests.get(f"{server.url}/jobs/{job}", timeout=60).json()
+        assert record["status"] == "failed" and record["error"].startswith("interrupted")
+        again = requests.post(f"{server.url}/prepare", json={}, headers=AUTH, timeout=60)
+        assert again.status_code == 200
