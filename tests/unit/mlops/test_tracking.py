@@ -218,3 +218,26 @@ def test_register_and_latest_versions(store, splits, capfd):
     assert table.loc[REGISTERED, "version"] == 2 and table.loc[REGISTERED, "model_type"] == "rule"
     assert table.loc["served", "aliases"] == "champion" and table.loc["served", "run_id"] == outs[1].run_id
     assert table.loc["served", "validation_aucpr"] == pytest.approx(outs[1].metrics["validation"]["aucpr"])
+
+
+def test_decorator_logs_cloudpickle_when_asked_and_refuses_unknown_formats(store, splits, caplog):
+    import logging
+
+    import mlflow
+
+    @tracking.tracked(registered_model=REGISTERED, serialization_format="cloudpickle")
+    def fast(parts):
+        model = models.tfidf_naive_bayes().fit(parts["train"]["text"], parts["train"]["y"])
+        return Outcome("nb", model, {"aucpr": 0.9})
+
+    with caplog.at_level(logging.WARNING, logger="mlflow.sklearn"):
+        out = fast(splits)
+    files = {a.path for a in mlflow.artifacts.list_artifacts(f"models:/{REGISTERED}/{out.version}")}
+    assert "model.pkl" in files and not any(f.endswith(".skops") for f in files)
+    assert not [r for r in caplog.records if "pickle" in r.getMessage()]  # chosen knowingly: no warning per save
+    assert logging.getLogger("mlflow.sklearn").level == logging.NOTSET  # and the logger is put back
+    loaded = mlflow.sklearn.load_model(f"models:/{REGISTERED}/{out.version}")
+    texts = list(splits["validation"]["text"])
+    np.testing.assert_array_equal(loaded.predict_proba(texts), out.model.predict_proba(texts))
+    with pytest.raises(ValueError, match="serialization_format"):
+        tracking.tracked(REGISTERED, serialization_format="pickle")
