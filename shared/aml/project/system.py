@@ -3,8 +3,9 @@
 =========  =====================================================================================================
 stage      flow (the course's solution design)
 =========  =====================================================================================================
-prepare    raw data from the data store → validate, deduplicate, split (:mod:`aml.spam.stages`) → ``processed/``,
-           ``split/`` and ``scoring/`` runs back in the store
+prepare    raw data from the data store → validate, deduplicate, split (:mod:`aml.spam.stages`) → profile and data
+           tests against the last accepted version (:mod:`aml.spam.profiling`, :mod:`aml.spam.datatests`) →
+           ``processed/``, ``split/`` and ``scoring/`` runs back in the store
 train      the latest splits → :func:`aml.spam.stages.train` in RAM, tracked in MLflow → registered in the model
            store (MLflow registry) → model validation (:func:`gate`) → the ``champion`` alias moves only on a pass
 score      the served model (:func:`load_serving_model`: champion, falling back to older versions) scores one text
@@ -26,14 +27,16 @@ of the run is in place: a stage that fails leaves the previous ``latest`` untouc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,12 +48,16 @@ from aml.mlops.datastore import RUN_ID, DataStore
 from aml.spam import MODEL_NAME, sms, stages
 from aml.spam.scoring import check_threshold
 
+if TYPE_CHECKING:  # imported where used: pandera and matplotlib load when data is prepared, not when a service starts
+    from aml.spam.profiling import Profile
+
 log = logging.getLogger("aml.project.system")
 
 RAW_FILE = sms.FILENAME
 #: the data store's folders, one run per folder inside each
 KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "evaluations", "actions")
 PREDICTIONS_FILE, TAKEDOWN_FILE, METRICS_FILE = "predictions.csv", "takedown.csv", "metrics.json"
+PROFILE_FILE, PROFILE_PAGE = "profile.json", "profile.html"
 #: texts every candidate model must score before it serves (the smoke check) and on which the lean scorer is
 #: verified against the full model
 PROBES = (
@@ -95,12 +102,15 @@ def _check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> fl
 @dataclass(frozen=True)
 class PrepareConfig:
     """``/prepare``: ``raw`` (a store path; default the latest raw data, ingested from ``source`` — a local file,
-    default the dataset registry's copy — when the store has none), the split ``seed`` and ``fractions``."""
+    default the dataset registry's copy — when the store has none), the split ``seed`` and ``fractions``, and
+    ``data_tests``: compare the data with the last accepted version (the bounds of :mod:`aml.spam.datatests`); false
+    accepts a deliberate change of the data (the schema is checked either way)."""
 
     seed: int = 42
     fractions: tuple = (0.70, 0.15, 0.15)
     raw: str | None = None
     source: str | None = None
+    data_tests: bool = True
 
     def __post_init__(self):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -115,6 +125,8 @@ class PrepareConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        if not isinstance(self.data_tests, bool):
+            raise ValueError(f"data_tests must be true or false, got {self.data_tests!r}")
 
 
 @dataclass(frozen=True)
@@ -273,19 +285,62 @@ def raw_path(store: DataStore, config: PrepareConfig) -> str:
     return store.run_path("raw", run, RAW_FILE)
 
 
+def reference_profile(store: DataStore) -> tuple[str | None, Profile | None]:
+    """``(run, profile)`` of the latest processed run, the last accepted version of the data; ``(None, None)`` when
+    there is none or it has no profile (a run written before profiles existed: the data tests check the schema
+    only, and say so)."""
+    from aml.spam.profiling import Profile
+
+    run = store.latest("processed")
+    if run is None:
+        return None, None
+    path = store.run_path("processed", run, PROFILE_FILE)
+    if not store.exists(path):
+        log.warning("the latest processed run %s has no %s: data tests check the schema only", run, PROFILE_FILE)
+        return None, None
+    try:
+        return run, Profile.from_dict(store.read_json(path))
+    except ValueError as exc:  # also a JSON decode error
+        raise sms.DataValidationError(f"{store.location(path)} is not a readable profile: {exc}") from None
+
+
 def prepare(store: DataStore, config: PrepareConfig | None = None, report: Report = _no_report) -> dict:
     """The data stage: raw → validated, deduplicated, split (:func:`aml.spam.stages.prepare_train_validation_test_split`)
     → ``processed/<run>/messages.csv``, ``split/<run>/{train,validation,test}.csv`` and ``scoring/<run>/messages.csv``
-    (the test split's ids and texts: a batch to score). Returns ``{"run", "outputs", "rows", "duplicates_removed"}``.
+    (the test split's ids and texts: a batch to score), with the processed data's profile
+    (``processed/<run>/profile.json`` and ``profile.html``, :func:`aml.spam.profiling.profile`).
+
+    The data tests (:func:`aml.spam.datatests.check_data`) run on the processed data against the latest processed
+    run's profile (the last accepted version; none: schema only, and ``config.data_tests=False``: schema only): a
+    failure raises :class:`~aml.spam.sms.DataValidationError` listing every failed check, with the refused data's
+    profile written for inspection, and no ``latest`` pointer moves.
+
+    Returns ``{"run", "outputs", "rows", "duplicates_removed", "profile": {"json", "html"}, "data_tests": {"passed",
+    "checks", "reference", "failures"}}``.
     """
+    from aml.spam import datatests, profiling
+
     config = config or PrepareConfig()
     source = raw_path(store, config)
     report(0.1, f"reading {source}")
     df = read_frame(store, source)
     clean, removed = sms.preprocess(df)
     parts = stages.prepare_train_validation_test_split(df, seed=config.seed, fractions=config.fractions)
-    report(0.5, "writing the splits")
     run = store.new_run("split")
+    report(0.3, "profiling and testing the processed data")
+    data_profile = profiling.profile(clean, name=store.run_path("processed", run))
+    _, reference = reference_profile(store) if config.data_tests else (None, None)
+    tests = datatests.check_data(clean, reference, data_profile=data_profile)
+    profile_files = {
+        PROFILE_FILE: json.dumps(data_profile.to_dict(), indent=1).encode("utf-8"),
+        PROFILE_PAGE: data_profile.to_html().encode("utf-8"),
+    }
+    profile_paths = {name: store.run_path("processed", run, name) for name in profile_files}
+    if not tests.passed:  # refused before any split is written; the profile stays for inspection
+        for name, data in profile_files.items():
+            store.write_bytes(profile_paths[name], data)
+        raise sms.DataValidationError(f"{tests}\nthe refused data's profile: {profile_paths[PROFILE_PAGE]}")
+    report(0.5, "writing the splits")
     outputs = {"processed": _write_frame(store, store.run_path("processed", run, "messages.csv"), clean)}
     for name, part in zip(stages.SPLITS, parts, strict=True):
         outputs[name] = _write_frame(store, store.run_path("split", run, f"{name}.csv"), part)
@@ -297,9 +352,16 @@ def prepare(store: DataStore, config: PrepareConfig | None = None, report: Repor
         "config": dataclasses.asdict(config),
         "outputs": outputs,
         "duplicates_removed": int(removed),
+        "profile": {
+            name: {"path": profile_paths[name], "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in profile_files.items()
+        },
+        "data_tests": tests.to_dict(),
     }
     for kind in ("processed", "split", "scoring"):
         _lineage(store, kind, run, record)
+    for name, data in profile_files.items():  # after the lineage, which records their hashes
+        store.write_bytes(profile_paths[name], data)
     for kind in ("processed", "split", "scoring"):  # only now: a failure above leaves the previous latest in place
         store.set_latest(kind, run)
     report(1.0, f"prepared run {run}")
@@ -308,6 +370,8 @@ def prepare(store: DataStore, config: PrepareConfig | None = None, report: Repor
         "outputs": {name: out["path"] for name, out in outputs.items()},
         "rows": {name: out["rows"] for name, out in outputs.items()},
         "duplicates_removed": int(removed),
+        "profile": {"json": profile_paths[PROFILE_FILE], "html": profile_paths[PROFILE_PAGE]},
+        "data_tests": tests.to_dict(),
     }
 
 
@@ -474,6 +538,7 @@ class ServingModel:
 
     @property
     def version(self) -> str:
+        """The registered version that serves, ``unregistered`` for a model given directly (tests)."""
         return self.served.version if self.served else "unregistered"
 
     def propensities(self, texts) -> np.ndarray:
@@ -493,6 +558,8 @@ class ServingModel:
         return score_text(text, self.scorer, self.threshold)
 
     def describe(self) -> dict:
+        """The registry record (version, source, fallback) plus the threshold and the kind of scorer, for
+        ``/health``."""
         out = self.served.describe() if self.served else {"version": self.version}
         return {**out, "threshold": self.threshold, "scorer": "lean" if self.lean else type(self.scorer).__name__}
 

@@ -458,3 +458,59 @@ def test_prepare_of_invalid_raw_data_leaves_latest_unchanged(store, tmp_path):
         system.prepare(store, system.PrepareConfig(raw="raw/none/SMSSpamCollection"))
     assert all(store.latest(kind) == first["run"] for kind in ("processed", "split", "scoring"))
     assert len(store.runs("split")) == 1
+
+
+# -- profile and data tests in prepare -------------------------------------------------------------------------------
+
+
+def test_prepare_writes_the_profile_and_tests_against_the_latest(store, tmp_path):
+    from aml.spam.profiling import Profile
+
+    first = system.prepare(store, system.PrepareConfig(source=str(raw_file(tmp_path / "raw"))))
+    assert set(first["outputs"]) == {"processed", *stages.SPLITS, "scoring"}  # the return contract is kept
+    run = first["run"]
+    assert first["profile"] == {"json": f"processed/{run}/profile.json", "html": f"processed/{run}/profile.html"}
+    saved = Profile.from_dict(store.read_json(first["profile"]["json"]))
+    assert saved.rows == first["rows"]["processed"] == 120 and saved.target["counts"] == {"ham": 90, "spam": 30}
+    assert store.read_text(first["profile"]["html"]).startswith("<!DOCTYPE html>")
+    lineage = store.read_lineage("split", run)
+    assert lineage["profile"]["profile.json"]["sha256"] == store.sha256(first["profile"]["json"])
+    tests = first["data_tests"]
+    assert tests["passed"] and tests["reference"] is None and tests["failures"] == []  # no reference: schema only
+    second = system.prepare(store, system.PrepareConfig(seed=3))  # the same data: within every bound
+    assert second["data_tests"]["passed"] and second["data_tests"]["reference"] == f"processed/{run}"
+    assert second["data_tests"]["checks"] > first["data_tests"]["checks"]
+
+
+def test_prepare_refuses_shifted_data_listing_every_failed_check_and_keeps_latest(store, tmp_path):
+    from aml.spam import datatests, profiling, sms
+
+    first = system.prepare(store, system.PrepareConfig(source=str(raw_file(tmp_path / "raw"))))
+    before = {kind: store.latest(kind) for kind in ("processed", "split", "scoring")}
+    shifted = raw_file(tmp_path / "shifted", n_ham=40, n_spam=60, offset=500)  # 60% spam instead of 25%
+    store.write_bytes("raw/shifted/SMSSpamCollection", shifted.read_bytes())
+    expected = datatests.check_data(
+        sms.preprocess(sms.read_sms_file(shifted))[0],
+        profiling.Profile.from_dict(store.read_json(first["profile"]["json"])),
+    )
+    assert len(expected.failures) >= 2 and "target.spam_share" in [f.name for f in expected.failures]
+
+    with pytest.raises(DataValidationError) as caught:
+        system.prepare(store, system.PrepareConfig(raw="raw/shifted/SMSSpamCollection"))
+    message = str(caught.value)
+    assert f"{len(expected.failures)} of {expected.checks} checks" in message
+    assert all(f"- {failure.name}: " in message for failure in expected.failures), message
+    assert {kind: store.latest(kind) for kind in before} == before == dict.fromkeys(before, first["run"])
+    assert store.runs("split") == [first["run"]] and store.runs("scoring") == [first["run"]]  # no split written
+    refused = message.rsplit("the refused data's profile: ", 1)[1].strip()
+    assert refused.endswith("/profile.html") and store.read_text(refused).startswith("<!DOCTYPE html>")
+
+    accepted = system.prepare(store, system.PrepareConfig(raw="raw/shifted/SMSSpamCollection", data_tests=False))
+    assert accepted["data_tests"]["passed"] and accepted["data_tests"]["reference"] is None
+    assert store.latest("split") == accepted["run"] != first["run"]  # a deliberate change, accepted explicitly
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_data_tests_must_be_true_or_false(value):
+    with pytest.raises(system.StageError, match="data_tests"):
+        system.make_config("prepare", {}, {"data_tests": value})
