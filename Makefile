@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 
 
-.PHONY: help setup run test test-fast lint format strip coverage hooks bench clean
+.PHONY: help setup run test test-fast docs lint format strip coverage hooks bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,11 +30,14 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP) ## Main job: execute every notebook (papermill) into build/, render HTML, print and write build/metrics.json
 	$(PYTHON) -m aml.devtools.notebooks
 
-test: $(STAMP) ## Every test: unit, data, model, integration, server, container, git hook, and every notebook (nbmake)
+test: $(STAMP) ## Every test: unit, data, model, integration, server, container, git hook, docs site, every notebook (nbmake)
 	$(PYTHON) -m pytest --nbmake --nbmake-timeout=1200 --durations=15 -n 2 --dist loadfile
 
 test-fast: $(STAMP) ## Library and assignment tests without executing the notebooks
 	$(PYTHON) -m pytest
+
+docs: $(STAMP) ## Documentation site (Sphinx, warnings are errors, always re-read: -E; needs graphviz) -> build/docs/html
+	$(PYTHON) -m sphinx -W --keep-going -E -b html -d build/docs/doctrees docs build/docs/html
 
 lint: $(STAMP) ## ruff (code and notebooks) and a check that notebooks are committed without outputs
 	$(PYTHON) -m ruff check .

@@ -19,6 +19,7 @@ def evaluate(input_path: str, overrides: dict | None = None, store=None) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: evaluate the stored file named on it and print the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", help="store path of scored, labelled data, e.g. predictions/<run>/predictions.csv")
     args = parser.parse_args(argv)

@@ -17,6 +17,8 @@ def prepare(overrides: dict | None = None, store=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: prepare the latest raw data (``--seed``, ``--raw`` override the configuration) and print
+    the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, help="split seed (default: config/prepare.yaml)")
     parser.add_argument("--raw", help="store path of the raw data (default: the latest raw run)")

@@ -22,6 +22,7 @@ def score(input_path: str, overrides: dict | None = None, store=None, model: sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: score the stored CSV named on it with the champion and print the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", help="store path of a CSV with a text column, e.g. scoring/<run>/messages.csv")
     args = parser.parse_args(argv)

@@ -18,6 +18,7 @@ def takedown(predictions: str | None = None, store=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: write the take-down list of a predictions file (default: the latest) and print it as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", nargs="?", help="store path of a predictions file (default: the latest)")
     args = parser.parse_args(argv)

@@ -18,6 +18,8 @@ def train(overrides: dict | None = None, store=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: train, register and validate a model (``--model``, ``--split`` override the configuration)
+    and print the result as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model of aml.spam.models.CATALOGUE (default: config/train.yaml)")
     parser.add_argument("--split", help="a split run id (default: the latest)")

@@ -52,18 +52,24 @@ def local_data_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
+    """Where downloaded datasets are cached: ``AML_CACHE_DIR``, else ``~/.cache/aml-workspace`` (outside the
+    checkout, so a fresh clone reuses the downloads)."""
     return _env_path(CACHE_DIR_ENV, Path.home() / ".cache" / "aml-workspace")
 
 
 def build_dir() -> Path:
+    """The git-ignored output folder of ``make run`` and the tests: ``AML_BUILD_DIR``, else ``<repo>/build``."""
     return _env_path(BUILD_DIR_ENV, REPO_ROOT / "build")
 
 
 def metrics_file() -> Path:
+    """The machine-readable metrics file: ``AML_METRICS_FILE``, else ``<build>/metrics.json``."""
     return _env_path(METRICS_FILE_ENV, build_dir() / "metrics.json")
 
 
 def model_store_dir() -> Path:
+    """The folder of saved model artefacts (:mod:`aml.core.modelstore`): ``AML_MODEL_STORE``, else
+    ``<repo>/models``."""
     return _env_path(MODEL_STORE_ENV, REPO_ROOT / "models")
 
 

@@ -113,10 +113,13 @@ class DatasetSpec:
         return bool(self.globs) or any(not f.pinned_by_registry for f in self.files)
 
 
+#: every dataset :func:`fetch` knows, by name; :func:`register` adds one
 REGISTRY: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add (or replace) ``spec`` in :data:`REGISTRY` under its name and return it: a new dataset is one call
+    here, and :func:`fetch` then finds, verifies and caches it like the others."""
     REGISTRY[spec.name] = spec
     return spec
 
@@ -183,6 +186,8 @@ register(
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The registered :class:`DatasetSpec` called ``name``; an unknown name raises ``KeyError`` listing the
+    registered ones."""
     try:
         return REGISTRY[name]
     except KeyError:

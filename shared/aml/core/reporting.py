@@ -39,6 +39,8 @@ def _deep_merge(old: dict, new: Mapping) -> dict:
 
 
 def read_metrics(path: str | Path | None = None) -> dict:
+    """The metrics file (``path``, default :func:`aml.core.config.metrics_file`) as a dict; ``{}`` when there is
+    none yet, so a first run and a fresh clone read the same way."""
     path = Path(path) if path else config.metrics_file()
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -327,6 +327,7 @@ def stop_and_remove(engine: str, container: str, timeout: int = 5) -> None:
 
 
 def container_exists(engine: str, container: str) -> bool:
+    """True when ``engine`` knows a container named (or with the ID) ``container``, running or not."""
     return _run([engine, "container", "inspect", container], check=False).returncode == 0
 
 
@@ -351,6 +352,8 @@ def start_container(engine: str, container: str) -> None:
 
 
 def rename_container(engine: str, container: str, new_name: str) -> None:
+    """Give ``container`` the name ``new_name`` (a deployment keeps the old container under another name until
+    the new one is healthy)."""
     _run([engine, "rename", container, new_name])
 
 
@@ -379,6 +382,7 @@ def exec_in(engine: str, container: str, *command: str) -> str:
 
 
 def logs(engine: str, container: str, tail: int = 50) -> str:
+    """The last ``tail`` lines of a container's output (standard output and error together), for error messages."""
     result = _run([engine, "logs", "--tail", str(int(tail)), container], check=False)
     return (result.stdout + result.stderr).strip()
 
@@ -413,15 +417,19 @@ class Container:
 
     @property
     def url(self) -> str:
+        """The container's base URL on the loopback interface."""
         return f"http://127.0.0.1:{self.port}"
 
     def logs(self, tail: int = 50) -> str:
+        """The last ``tail`` lines of the container's output (:func:`logs`)."""
         return logs(self.engine, self.id, tail)
 
     def health(self) -> str:
+        """The image's health check run now: ``healthy``, ``unhealthy`` or ``none`` (:func:`health`)."""
         return health(self.engine, self.id)
 
     def exec(self, *command: str) -> str:
+        """Run ``command`` inside the container and return its standard output (:func:`exec_in`)."""
         return exec_in(self.engine, self.id, *command)
 
 

@@ -156,6 +156,8 @@ def container_coverage(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``make coverage``: measure each folder's ``test.py`` and write ``<folder>/coverage.txt``;
+    returns the first non-zero exit code of the folders' test runs (0 when all passed)."""
     parser = argparse.ArgumentParser(description="Coverage of each folder's test.py, written to <folder>/coverage.txt.")
     parser.add_argument("folders", nargs="+", help="e.g. assignment3 assignment4")
     args = parser.parse_args(argv)

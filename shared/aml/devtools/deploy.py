@@ -176,10 +176,13 @@ def tree_env(tree: Path, environ: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def tests_command(settings: Settings) -> list[str]:
+    """The command that runs the pushed tree's tests (``settings.test_args``) with the hook's Python, without a
+    pytest cache in the exported tree."""
     return [settings.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *settings.test_args]
 
 
 def build_command(settings: Settings) -> list[str]:
+    """The command that builds the image ``settings.tag`` from the pushed tree (the project's ``image.py``)."""
     return [settings.python, str(settings.tree / IMAGE_SCRIPT), "--tag", settings.tag]
 
 
@@ -205,31 +208,42 @@ class Engine:
         self.command = command or containers.detect_engine()
 
     def state(self, name: str) -> dict | None:
+        """The container's state (:func:`aml.devtools.containers.container_state`), ``None`` when there is none."""
         return containers.container_state(self.command, name)
 
     def rename(self, container: str, new_name: str) -> None:
+        """Rename ``container`` to ``new_name``."""
         containers.rename_container(self.command, container, new_name)
 
     def stop(self, container: str) -> None:
+        """Stop ``container`` and keep it, so a rollback can start it again."""
         containers.stop_container(self.command, container)
 
     def start(self, container: str) -> None:
+        """Start a stopped ``container`` again (the rollback)."""
         containers.start_container(self.command, container)
 
     def remove(self, container: str) -> None:
+        """Stop and remove ``container``; quiet when it is already gone."""
         containers.stop_and_remove(self.command, container)
 
     def run(self, image: str, name: str, env: Mapping[str, str], volumes: Mapping[Path, str], pass_env: Sequence[str]):
+        """Start ``image`` detached as ``name`` with ``env`` and ``volumes``; the variables named in ``pass_env``
+        are passed through from this process's environment (their values never appear on a command line). Returns the
+        container ID."""
         extra = [arg for var in pass_env for arg in ("-e", var)]  # `-e NAME`: the value from this process's env
         return containers.run_detached(self.command, image, name=name, env=env, volumes=volumes, extra=extra)
 
     def image_id(self, image: str) -> str | None:
+        """The ID of ``image``, or ``None`` when the engine has no such image."""
         return containers.image_id(self.command, image)
 
     def remove_image(self, image: str) -> bool:
+        """Remove ``image``; False when the engine refused (e.g. a container still uses it)."""
         return containers.remove_image(self.command, image)
 
     def logs(self, container: str) -> str:
+        """The last 40 lines of ``container``'s output, for the deployment log."""
         return containers.logs(self.command, container, tail=40)
 
 
@@ -345,6 +359,8 @@ def _print(line: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (``python -m aml.devtools.deploy``, run by the post-receive hook): deploy with the settings
+    from the options and ``AML_DEPLOY_*`` variables; exit code 0 when deployed, 1 otherwise."""
     return deploy(parse_args(argv))
 
 

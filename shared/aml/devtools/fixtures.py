@@ -19,11 +19,13 @@ from typing import Any
 from aml.core import config, modelstore
 from aml.spam import MODEL_NAME
 
+#: obvious spam (prize, premium-rate number, claim code) that every served spam filter must flag
 SPAM_EXAMPLES = (
     "WINNER!! As a valued network customer you have been selected to receive a £900 prize reward! "
     "To claim call 09061701461. Claim code KL341. Valid 12 hours only.",
     "URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot! Txt the word: CLAIM to No: 81010",
 )
+#: obvious everyday ham that every served spam filter must let through
 HAM_EXAMPLES = (
     "Hi mum, I'll be home for dinner around seven, do you need anything from the shop?",
     "Ok lar... see you at the cinema tomorrow then",

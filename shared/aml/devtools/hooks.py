@@ -96,6 +96,8 @@ def install(repo: str | Path = ".", hook: str | Path = HOOK_FILE, force: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``make hooks`` (``python -m aml.devtools.hooks install``): install the main-branch test
+    hook through the pre-commit framework, or as a standalone copy with ``--standalone``."""
     parser = argparse.ArgumentParser(description="Install the workspace's git hooks.")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("install", help="install the main-branch test hook")

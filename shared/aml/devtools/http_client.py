@@ -34,6 +34,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 @dataclass
 class Response:
+    """An HTTP answer as :func:`http_call` read it: the status, the headers (lower-case names) and the raw body,
+    whatever the status (error answers are data to check, not exceptions)."""
+
     status: int
     headers: dict[str, str]
     body: bytes
@@ -45,6 +48,7 @@ class Response:
 
     @property
     def content_type(self) -> str:
+        """The ``Content-Type`` header, ``''`` when absent."""
         return self.headers.get("content-type", "")
 
 
@@ -111,6 +115,7 @@ class LoadResult:
     statuses: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """The result as a plain dict (for the metrics file and benchmark reports)."""
         return asdict(self)
 
 

@@ -153,6 +153,8 @@ def run_all(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``make run`` (``python -m aml.devtools.notebooks``): execute the notebooks (``--only``
+    globs, ``--budget``, ``--build``) or ``--list`` them; exit code 1 when a notebook failed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", help="glob of notebooks to run, e.g. 'assignment1/*'")
     parser.add_argument("--budget", choices=config.BUDGETS, help="override AML_BUDGET")

@@ -112,9 +112,12 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
+        """The server's base URL, ``http://<host>:<port>``."""
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> ServerProcess:
+        """Start the command in a new session (so it and its workers can be stopped together by its PID), its
+        output going to the log file; returns ``self``. Starting twice raises ``RuntimeError``."""
         if self.proc is not None:
             raise RuntimeError("already started")
         with open(self.log_path, "wb") as log:
@@ -124,6 +127,7 @@ class ServerProcess:
         return self
 
     def alive(self) -> bool:
+        """True while the started process has not exited."""
         return self.proc is not None and self.proc.poll() is None
 
     def log(self, lines: int | None = None) -> str:
@@ -132,6 +136,8 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:]) if lines else text
 
     def wait_ready(self, path: str = "/health", timeout: float = 30.0) -> None:
+        """Wait until ``GET path`` answers or ``timeout`` s pass; a :class:`ServerError` that ends with the
+        server's log when it exits first or never answers, so a failed start says why."""
         try:
             wait_for_http(self.url + path, timeout=timeout, alive=self.alive)
         except (ServerError, TimeoutError) as exc:

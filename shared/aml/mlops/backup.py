@@ -92,6 +92,7 @@ class Manifest:
     restored: dict | None = None
 
     def to_json(self) -> str:
+        """The manifest as ``manifest.json`` holds it (file modes in octal; the ``restored`` record left out)."""
         data = asdict(self)
         data.pop("restored")
         data["files"] = {k: {**v, "mode": f"{v['mode']:04o}"} for k, v in data["files"].items()}
@@ -100,6 +101,7 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """Read a ``manifest.json``; :class:`BackupError` for a format this code does not know."""
         data = json.loads(text)
         if data.get("format") != FORMAT:
             raise BackupError(f"unknown backup format {data.get('format')!r} (this code reads format {FORMAT})")

@@ -185,6 +185,7 @@ class DataStore:
 
     @property
     def is_local(self) -> bool:
+        """True for a folder on this machine (paths are joined directly), False for any other fsspec URL."""
         return self.root is not None
 
     def __repr__(self) -> str:
@@ -252,6 +253,8 @@ class DataStore:
     # -- reading -----------------------------------------------------------------------------------------------------
 
     def exists(self, path: str) -> bool:
+        """True when ``path`` (checked by :meth:`check_path`) exists in the store; on a remote store the listing
+        cache is refreshed first, as another process may have written it."""
         rel = self.check_path(path)
         if self.root is not None:
             return (self.root / rel).exists()
@@ -273,6 +276,8 @@ class DataStore:
             yield fh
 
     def read_bytes(self, path: str) -> bytes:
+        """The contents of the file at ``path``; :class:`StoreError` (naming the location) when it is missing or a
+        folder."""
         rel = self.check_path(path)
         if self.root is not None:
             try:
@@ -287,9 +292,11 @@ class DataStore:
             raise self._missing(rel) from None
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """The file at ``path`` decoded as text (:meth:`read_bytes`)."""
         return self.read_bytes(path).decode(encoding)
 
     def read_json(self, path: str) -> Any:
+        """The file at ``path`` parsed as JSON; :class:`StoreError` naming the file when it is not valid JSON."""
         try:
             return json.loads(self.read_bytes(path))
         except json.JSONDecodeError as exc:
@@ -359,6 +366,7 @@ class DataStore:
         return self.location(rel)
 
     def write_text(self, path: str, text: str, overwrite: bool = True, encoding: str = "utf-8") -> str:
+        """Write ``text`` to ``path`` atomically (:meth:`write_bytes`) and return its location."""
         return self.write_bytes(path, text.encode(encoding), overwrite=overwrite)
 
     def write_json(self, path: str, value: Any, overwrite: bool = True) -> str:
@@ -442,4 +450,6 @@ class DataStore:
         return self.write_json(self.run_path(kind, run, LINEAGE), {**record, **added}, overwrite=False)
 
     def read_lineage(self, kind: str, run: str) -> dict:
+        """The lineage record (``lineage.json``) of run ``run`` in folder ``kind``: its inputs with their SHA-256,
+        the configuration, the code version."""
         return self.read_json(self.run_path(kind, run, LINEAGE))

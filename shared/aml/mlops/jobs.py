@@ -9,7 +9,7 @@ that an in-memory job table cannot give under gunicorn's several worker processe
   the same process), or raises :class:`BusyError` naming the running job. The lock is held until the job's final
   record is written; the kernel releases it when the holding process dies, however it dies. The holder writes its job
   id into the lock file, so a refused caller learns which job is running.
-- **Records that survive the service.** Each job is a JSON file ``jobs/<id>.json`` in the :class:`DataStore`
+- **Records that survive the service.** Each job is a JSON file ``jobs/<id>.json`` in the :class:`~aml.mlops.datastore.DataStore`
   (``queued`` -> ``running`` -> ``succeeded`` with ``result`` or ``failed`` with ``error``), so a restarted service
   still answers for it. A record that says ``queued``/``running`` while no process holds its kind's lock (or another
   job holds it) belongs to a dead process: :meth:`Jobs.get`, :meth:`Jobs.list` and :meth:`Jobs.recover` report and

@@ -134,7 +134,7 @@ def load_serving(
 
     For each of :func:`candidates`: ``model = load(name, version)``, then ``prepare(model, tags)`` (the version's
     tags; it returns what will serve, raising when the model cannot score). Failures are logged as warnings and
-    kept in :attr:`Served.failures`. Raises :class:`NoModelError` when nothing is registered and
+    kept in the ``failures`` of :class:`Served`. Raises :class:`NoModelError` when nothing is registered and
     :class:`NoServableVersionError` when every candidate fails.
     """
     client = _client(client)

@@ -41,6 +41,8 @@ CHAMPION = "champion"
 
 
 def store_dir() -> Path:
+    """The workspace's default MLflow store folder, ``<repo>/mlflow`` (used when ``MLFLOW_TRACKING_URI`` is
+    unset)."""
     return config.REPO_ROOT / "mlflow"
 
 

@@ -6,20 +6,20 @@ same app. It composes what exists: the stage functions of :mod:`aml.project.syst
 (:mod:`aml.mlops.jobs`), the registry's fallback policy, and the HTTP hardening, error format and servers of the
 Assignment 3 service (:func:`aml.spam.service.harden`, :func:`aml.spam.service.run_gunicorn`).
 
-=======================  ==========================================================================================
-``GET /``                a page for people: paste a message, see prediction, propensity and the serving version
-``GET /api``             this list as JSON
-``POST /prepare`` 🔒      raw data → validated, deduplicated splits in the data store (synchronous, about a second)
-``POST /train`` 🔒        202 + ``Location: /jobs/<id>``: train, track, register, validate, promote (one at a time)
-``GET /jobs/<id>``       a job's status, progress and result
-``POST /score``          ``{"text"}`` → ``{"prediction", "propensity", "model_version"}``; 🔒 ``{"input": path}`` →
-                         batch scoring into ``predictions/`` and the take-down list into ``actions/``
-``POST /evaluate`` 🔒     scored, labelled data → metrics into ``evaluations/``
-``GET /health``          liveness, the serving version and the fallback state
-``GET /models``          registered versions, the champion, which version serves and why
-``POST /models/reload`` 🔒 reload the champion now (it is also polled every ``refresh_s`` seconds)
-``GET /metrics``         Prometheus metrics: requests, model loads, fallback
-=======================  ==========================================================================================
+===========================  ==========================================================================================
+``GET /``                    a page for people: paste a message, see prediction, propensity and the serving version
+``GET /api``                 this list as JSON
+``POST /prepare`` 🔒         raw data → validated, deduplicated splits in the data store (synchronous, about a second)
+``POST /train`` 🔒           202 + ``Location: /jobs/<id>``: train, track, register, validate, promote (one at a time)
+``GET /jobs/<id>``           a job's status, progress and result
+``POST /score``              ``{"text"}`` → ``{"prediction", "propensity", "model_version"}``; 🔒 ``{"input": path}`` →
+                             batch scoring into ``predictions/`` and the take-down list into ``actions/``
+``POST /evaluate`` 🔒        scored, labelled data → metrics into ``evaluations/``
+``GET /health``              liveness, the serving version and the fallback state
+``GET /models``              registered versions, the champion, which version serves and why
+``POST /models/reload`` 🔒   reload the champion now (it is also polled every ``refresh_s`` seconds)
+``GET /metrics``             Prometheus metrics: requests, model loads, fallback
+===========================  ==========================================================================================
 
 🔒: ``Authorization: Bearer <token>`` (Flask-HTTPAuth). The token comes from ``AML_API_TOKEN``, else from the file
 ``AML_API_TOKEN_FILE``, else from ``<store>/.secrets/api_token``, generated on first start with mode 0600 and its
@@ -206,6 +206,8 @@ class ModelHolder:
                 log.exception("polling the registry failed")
 
     def describe(self) -> dict:
+        """What ``/health`` reports about the model: ``ready``, what serves (version, source, threshold, scorer),
+        whether it is a fallback, and the load failures and error seen."""
         model = self.get()
         return {
             "ready": model is not None,
@@ -294,7 +296,7 @@ def create_app(
     max_bytes: int = service.DEFAULT_MAX_BYTES,
     refresh_s: float = REFRESH_S,
 ) -> Flask:
-    """The project's Flask app over ``store`` (a :class:`DataStore` or URL; default ``AML_DATA_STORE``) and the
+    """The project's Flask app over ``store`` (a :class:`~aml.mlops.datastore.DataStore` or URL; default ``AML_DATA_STORE``) and the
     MLflow registry MLflow is configured for. ``defaults``: each stage's configuration file (``{"prepare": {...},
     "train": {...}, ...}``), which request bodies override field by field. ``token``: default :func:`resolve_token`.
     """
@@ -532,11 +534,16 @@ def create_app(
 
 
 class ServiceUnavailable(HTTPException):
+    """503: no model can serve yet (the message says to call ``/prepare`` then ``/train``)."""
+
     code = 503
     name = "Service Unavailable"
 
 
 class Unprocessable(HTTPException):
+    """422: the request is well formed but its data fails validation (a bad line, an unknown label, empty
+    texts)."""
+
     code = 422
     name = "Unprocessable Content"
 

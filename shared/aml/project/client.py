@@ -45,18 +45,23 @@ class SystemClient:
         return body
 
     def health(self) -> dict:
+        """``GET /health``: the service's status and what model serves."""
         return self.call("GET", "/health")
 
     def models(self) -> dict:
+        """``GET /models``: the registered versions, the champion, and which version serves and why."""
         return self.call("GET", "/models")
 
     def reload(self) -> dict:
+        """``POST /models/reload``: make the service load the champion now instead of at its next poll."""
         return self.call("POST", "/models/reload", {})
 
     def prepare(self, **overrides) -> dict:
+        """``POST /prepare`` with configuration ``overrides``: validate, deduplicate and split the raw data."""
         return self.call("POST", "/prepare", overrides)
 
     def job(self, job_id: str) -> dict:
+        """``GET /jobs/<job_id>``: a background job's status, progress, result or error."""
         return self.call("GET", f"/jobs/{job_id}")
 
     def wait(self, job_id: str, timeout: float = 900.0, poll: float = 1.0, progress: Callable | None = None) -> dict:
@@ -80,13 +85,17 @@ class SystemClient:
         return self.wait(started["job"]) if wait else started
 
     def score(self, text: str, threshold: float | None = None) -> dict:
+        """``POST /score`` one message (at the model's threshold, or ``threshold``): prediction, propensity,
+        model version."""
         body = {"text": text} if threshold is None else {"text": text, "threshold": threshold}
         return self.call("POST", "/score", body)
 
     def score_batch(self, path: str, **options) -> dict:
+        """``POST /score`` the stored CSV at ``path``: where the predictions were written, counts, actions."""
         return self.call("POST", "/score", {"input": path, **options})
 
     def evaluate(self, path: str, **options) -> dict:
+        """``POST /evaluate`` the scored, labelled file at ``path``: the metrics and where they were written."""
         return self.call("POST", "/evaluate", {"input": path, **options})
 
     def metrics(self) -> str:

@@ -32,6 +32,8 @@ MIN_PASS_RATE = 0.95
 
 
 class Case(NamedTuple):
+    """One behavioural test: a message, the label it must get (1 = spam, 0 = ham) and its category."""
+
     text: str
     expected: int  # 1 = spam, 0 = ham
     category: str
@@ -139,10 +141,12 @@ BANK: tuple[Case, ...] = (
     ),
 )
 
-#: invariance groups: a template with ``{name}`` and/or ``{time}``, filled with every name × time below; every
-#: variant must get the prediction of the first one (and the first one must be right: ``expected``)
+#: the names put into the ``{name}`` slot of the :data:`INVARIANCE` templates
 NAMES = ("Anna", "Mohammed", "Tom", "Priya", "Chen")
+#: the times put into the ``{time}`` slot of the :data:`INVARIANCE` templates
 TIMES = ("7pm", "9:30", "noon", "half past six")
+#: invariance groups: a template with ``{name}`` and/or ``{time}``, filled with every name × time above; every
+#: variant must get the prediction of the first one (and the first one must be right: ``expected``)
 INVARIANCE: tuple[Case, ...] = (
     Case("Hi {name}, see you outside the station at {time}", 0, HAM),
     Case("{name} said the meeting moved to {time} tomorrow", 0, HAM),

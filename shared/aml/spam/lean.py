@@ -479,7 +479,7 @@ class LeanScorer:
 
     Attributes describing the compilation: ``source`` (the model's class name), ``description`` (its steps),
     ``n_features``, ``n_models`` (k, the stacked linear models), ``classes_``, ``max_abs_diff`` (largest
-    |propensity difference| from the model on the compile samples, batch and single-message paths),
+    ``|propensity difference|`` from the model on the compile samples, batch and single-message paths),
     ``n_verified`` (how many samples), ``tolerance``, ``sklearn_version``.
     """
 
@@ -571,7 +571,7 @@ class LeanScorer:
     # -- the exactness check -----------------------------------------------------------------------------------------
 
     def verify(self, model, texts: Iterable[str], tolerance: float = 1e-9) -> float:
-        """Largest |propensity difference| between this scorer (batch and single-message paths) and
+        """Largest ``|propensity difference|`` between this scorer (batch and single-message paths) and
         ``model.predict_proba`` on ``texts``; raises :class:`NotCompilable` when it exceeds ``tolerance``. Records
         ``max_abs_diff``, ``n_verified`` and ``tolerance``."""
         docs = _as_texts(texts)

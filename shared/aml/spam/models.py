@@ -57,18 +57,22 @@ class KeywordHeuristic(ClassifierMixin, BaseEstimator):
         self.scale = scale
 
     def fit(self, X, y=None):
+        """Learn nothing: only record the classes, as scikit-learn expects of a fitted classifier."""
         self.classes_ = np.array([0, 1])
         return self
 
     def cue_score(self, text: str) -> float:
+        """The summed weights of the :data:`SPAM_CUES` patterns found in ``text``."""
         return sum(w for pattern, w in _compiled_cues() if pattern.search(text))
 
     def predict_proba(self, X):
+        """``[[P(ham), P(spam)], ...]`` with ``P(spam) = 1 - exp(-cue_score / scale)``."""
         scores = np.array([self.cue_score(str(t)) for t in X], dtype=float)
         p = 1.0 - np.exp(-scores / self.scale)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X):
+        """1 (spam) where ``P(spam) >= 0.5``, else 0; the workspace itself applies a tuned threshold instead."""
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
@@ -105,10 +109,12 @@ class SpamCues(TransformerMixin, BaseEstimator):
         self.weight = weight
 
     def fit(self, X, y=None):
+        """Learn nothing (the cues are fixed patterns); returns ``self`` for use in a pipeline."""
         self.n_features_in_ = 1
         return self
 
     def transform(self, X):
+        """One row per text: the cue indicators and the upper-case share, times ``weight``."""
         patterns = _compiled_structural_cues()
         rows = []
         for text in X:
@@ -119,14 +125,19 @@ class SpamCues(TransformerMixin, BaseEstimator):
         return self.weight * np.asarray(rows, dtype=float).reshape(len(rows), len(STRUCTURAL_CUES) + 1)
 
     def get_feature_names_out(self, input_features=None):
+        """The feature names: one per :data:`STRUCTURAL_CUES` pattern, then ``upper_share``."""
         return np.array([name for name, _ in STRUCTURAL_CUES] + ["upper_share"], dtype=object)
 
 
 def tfidf_logreg(C: float = 30.0, seed: int = 0) -> Pipeline:
+    """Word + character TF-IDF (:func:`~aml.core.text.word_char_tfidf`) and a logistic regression: a benchmark whose
+    propensities are calibrated by construction (``C`` is tuned on validation in Assignment 1)."""
     return Pipeline([("tfidf", word_char_tfidf()), ("clf", LogisticRegression(C=C, max_iter=5000, random_state=seed))])
 
 
 def tfidf_random_forest(n_estimators: int = 300, seed: int = 0, max_depth: int | None = None) -> Pipeline:
+    """Word TF-IDF (1-2 grams, words seen twice or more) and a random forest: the benchmark for a
+    non-linear model on the same features."""
     return Pipeline(
         [
             ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)),
@@ -139,6 +150,7 @@ def tfidf_random_forest(n_estimators: int = 300, seed: int = 0, max_depth: int |
 
 
 def tfidf_naive_bayes(alpha: float = 0.05) -> Pipeline:
+    """Word and word-pair counts with multinomial naive Bayes: the classic, fast spam baseline."""
     return Pipeline([("counts", CountVectorizer(ngram_range=(1, 2), min_df=1)), ("clf", MultinomialNB(alpha=alpha))])
 
 
@@ -219,10 +231,13 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         return self._tokenizer, self._net
 
     def fit(self, X, y=None):
+        """Load the transformer (nothing is trained: the embeddings are frozen); returns ``self``."""
         self._load()
         return self
 
     def transform(self, X):
+        """The embeddings of ``X`` (one row per text); the last batch is kept, so the same texts are not embedded
+        twice in a row."""
         texts = [str(t) for t in X]
         key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
         cached = getattr(self, "_last", None)
@@ -266,6 +281,8 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
 
 
 def embedding_logreg(C: float = 10.0, seed: int = 0, model: str | None = None) -> Pipeline:
+    """Frozen all-MiniLM-L6-v2 sentence embeddings (:class:`SentenceEmbedder`) and a logistic regression: the
+    transformer benchmark."""
     return make_pipeline(SentenceEmbedder(model=model), LogisticRegression(C=C, max_iter=5000, random_state=seed))
 
 

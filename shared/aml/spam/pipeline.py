@@ -78,6 +78,8 @@ def evaluate(data_dir: str | Path, model_path: str | Path, metrics_path: str | P
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of the DVC stages (``python -m aml.spam.pipeline raw|prepare|train|evaluate``), each stage
+    reading its parameters from ``--params`` (``params.yaml``)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("stage", choices=["raw", "prepare", "train", "evaluate"])
     parser.add_argument("--params", default="params.yaml")

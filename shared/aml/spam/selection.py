@@ -87,6 +87,9 @@ def tuned_candidates(
 
 @dataclass
 class SpamFilterResult:
+    """What :func:`train_and_select` returns: the model comparison on validation, each model's test metrics at its
+    validation-chosen threshold, the selected model's name and, when saved, where its artefact is."""
+
     comparison: stages.Comparison
     test: pd.DataFrame  # one row per model: test metrics at the validation-chosen threshold
     best: str
@@ -94,14 +97,17 @@ class SpamFilterResult:
 
     @property
     def selected(self) -> stages.Trained:
+        """The selected model's :class:`aml.spam.stages.Trained` (model, threshold, metrics)."""
         return self.comparison.trained[self.best]
 
     @property
     def best_model(self):
+        """The selected, fitted model."""
         return self.selected.model
 
     @property
     def threshold(self) -> float:
+        """The selected model's threshold, chosen on validation."""
         return self.selected.threshold
 
     def metrics(self) -> dict:

@@ -80,6 +80,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The service's settings, from the command line and the environment: where to listen, the model to serve
+    (store folder and name), the request-body limit and the server (``flask`` or ``gunicorn`` with workers and
+    threads)."""
+
     host: str = "127.0.0.1"
     port: int = 5000
     model_store: str | None = None

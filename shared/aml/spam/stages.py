@@ -2,22 +2,22 @@
 notebooks, the DVC pipeline (:mod:`aml.spam.pipeline`), MLflow-tracked training (:func:`aml.mlops.tracking.tracked`
 around :func:`train`), the scoring service and its tests.
 
-=========================================================  ==========================================================
-function                                                   what it does
-=========================================================  ==========================================================
-``load_data(file_path) -> df``                             read the raw collection (``label<TAB>text``) or a CSV
-                                                           written by :func:`save_data`, validated
-``save_data(df, file_path) -> file_path``                  write a CSV atomically (temporary name, then rename)
-``prepare_train_validation_test_split(df) -> 3 frames``    strip, add ``y``, drop duplicate texts, stratified split
-``prepare_scoring_data(df) -> df_scoring``                 the ``text`` column (and an ``id``) of unlabelled data
-``fit(model, df) -> model``                                fit on the ``text``/``y`` columns
-``score(model, df, threshold) -> df_scored``               add ``propensity`` and ``prediction`` (the threshold is
-                                                           applied apart from the propensity)
-``evaluate(df_scored, metrics) -> results``                the metrics of scored, labelled data
-``validate(model, df_train, df_test) -> results``          the gate before a model serves: overfitting gap, minimum
-                                                           AUCPR
-``load_model(path) -> model``, ``save_model(model, path)``  the artefact format of :mod:`aml.core.modelstore`
-=========================================================  ==========================================================
+===========================================================  ==========================================================
+function                                                     what it does
+===========================================================  ==========================================================
+``load_data(file_path) -> df``                               read the raw collection (``label<TAB>text``) or a CSV
+                                                             written by :func:`save_data`, validated
+``save_data(df, file_path) -> file_path``                    write a CSV atomically (temporary name, then rename)
+``prepare_train_validation_test_split(df) -> 3 frames``      strip, add ``y``, drop duplicate texts, stratified split
+``prepare_scoring_data(df) -> df_scoring``                   the ``text`` column (and an ``id``) of unlabelled data
+``fit(model, df) -> model``                                  fit on the ``text``/``y`` columns
+``score(model, df, threshold) -> df_scored``                 add ``propensity`` and ``prediction`` (the threshold is
+                                                             applied apart from the propensity)
+``evaluate(df_scored, metrics) -> results``                  the metrics of scored, labelled data
+``validate(model, df_train, df_test) -> results``            the gate before a model serves: overfitting gap, minimum
+                                                             AUCPR
+``load_model(path) -> model``, ``save_model(model, path)``   the artefact format of :mod:`aml.core.modelstore`
+===========================================================  ==========================================================
 
 Built on them: :func:`train` (fit → score validation → threshold → evaluate: the flow, written once),
 :func:`compare` (every benchmark through :func:`train`, the model-selection table), :func:`report` (the chosen
@@ -334,6 +334,7 @@ class Comparison:
 
     @property
     def thresholds(self) -> dict[str, float]:
+        """Each model's threshold, chosen on validation: ``{model: threshold}``."""
         return {name: t.threshold for name, t in self.trained.items()}
 
 

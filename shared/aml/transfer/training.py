@@ -129,10 +129,12 @@ class FitResult:
 
     @property
     def best_val_loss(self) -> float:
+        """The validation loss of the restored checkpoint."""
         return float(self.best["val_loss"])
 
     @property
     def best_val_accuracy(self) -> float:
+        """The validation accuracy of the restored checkpoint."""
         return float(self.best["val_accuracy"])
 
     @property
@@ -141,6 +143,8 @@ class FitResult:
         return float(np.mean(self.epoch_seconds)) if self.epoch_seconds else float("nan")
 
     def summary(self) -> dict:
+        """The headline figures as a plain dict (for the metrics file): epochs run, steps, best epoch and its
+        validation loss and accuracy, early stop, seconds per epoch."""
         return {
             "epochs_run": len(self.epoch_seconds),
             "steps": self.steps,

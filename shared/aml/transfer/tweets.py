@@ -69,6 +69,7 @@ class TweetLoadReport:
 
     @property
     def rows(self) -> int:
+        """The rows kept (the sum of the label distribution)."""
         return sum(self.distribution.values())
 
     def __str__(self) -> str:

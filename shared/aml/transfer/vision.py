@@ -206,7 +206,7 @@ def split_table(data: ImageData, splits: Mapping[str, np.ndarray]) -> pd.DataFra
 
 def make_transforms(image_size: int, mean: Sequence[float], std: Sequence[float], augment: bool):
     """Training transform (``augment=True``: random resized crop, flip, colour jitter) or evaluation transform
-    (resize + centre crop); both end in an ``image_size``² normalised tensor."""
+    (resize + centre crop); both end in an ``image_size`` × ``image_size`` normalised tensor."""
     from torchvision import transforms as T
 
     if augment:
@@ -279,16 +279,21 @@ class TransferModel(nn.Module):
 
     @property
     def head(self) -> nn.Module:
+        """The new classification layer."""
         return getattr(self.net, self.head_name)
 
     @property
     def blocks(self) -> list[list[nn.Module]]:
+        """The backbone's blocks, earliest first, each a list of modules frozen or unfrozen together."""
         return self._blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of a batch of normalised images."""
         return self.net(x)
 
     def train(self, mode: bool = True):
+        """Training mode as in PyTorch, except that fully frozen blocks stay in evaluation mode (their pretrained
+        batch-norm statistics are not updated); returns ``self``."""
         super().train(mode)
         if mode:
             for group in self._blocks:
@@ -298,6 +303,7 @@ class TransferModel(nn.Module):
         return self
 
     def trainable_parameters(self) -> int:
+        """The number of parameters the optimiser updates under the current regime."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
