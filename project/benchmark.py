@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from aml.core import reporting
-from aml.devtools import loadgen, procs
+from aml.devtools import loadgen, procs, testenv
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.project import system
@@ -108,13 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aml-project-bench-") as tmp:
         root = Path(tmp)
-        uri = tracking.new_store(root / "mlflow")
-        env = {
-            "AML_DATA_STORE": str(root / "data"),
-            "MLFLOW_TRACKING_URI": uri,
-            "AML_MODEL_STORE": str(root / "models"),
-            "AML_API_TOKEN": TOKEN,
-        }
+        env = testenv.project_environment(root, TOKEN)
+        uri = env["MLFLOW_TRACKING_URI"]
         store = DataStore(env["AML_DATA_STORE"])
         with tracking.using(uri, "sms-spam-filter-project"):
             prepared = system.prepare(store)

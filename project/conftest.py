@@ -27,15 +27,11 @@ def project_stores(root: Path) -> Iterator[dict[str, str]]:
     """Point the project at fresh stores under ``root`` (environment + MLflow) for the block; yields the settings."""
     import constructors
 
+    from aml.devtools import testenv
     from aml.mlops import tracking
 
-    uri = tracking.new_store(root / "mlflow")
-    env = {
-        "AML_DATA_STORE": str(root / "data"),
-        "MLFLOW_TRACKING_URI": uri,
-        "AML_MODEL_STORE": str(root / "models"),
-        "AML_API_TOKEN": TOKEN,
-    }
+    env = testenv.project_environment(root, TOKEN)
+    uri = env["MLFLOW_TRACKING_URI"]
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)

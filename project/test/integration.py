@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from aml.devtools import procs
+from aml.devtools import procs, testenv
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.spam import MODEL_NAME
@@ -40,13 +40,8 @@ HOSTILE = ["../x.csv", "/etc/passwd", ".secrets/api_token", "jobs/x.json", "C:\\
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("system")
-    uri = tracking.new_store(root / "mlflow")
-    env = {
-        "AML_DATA_STORE": str(root / "data"),
-        "MLFLOW_TRACKING_URI": uri,
-        "AML_MODEL_STORE": str(root / "models"),
-        "AML_API_TOKEN": TOKEN,
-    }
+    env = testenv.project_environment(root, TOKEN)
+    uri = env["MLFLOW_TRACKING_URI"]
     return {"env": env, "root": root, "uri": uri, "store": DataStore(root / "data"), "state": {}}
 
 

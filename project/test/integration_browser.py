@@ -14,16 +14,14 @@ messages of the collection, to keep the test at seconds; the whole system over H
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from aml.core import datasets
-from aml.devtools import procs
+from aml.devtools import procs, testenv
 from aml.devtools.fixtures import HAM_EXAMPLES, SPAM_EXAMPLES
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
@@ -33,36 +31,20 @@ from aml.spam import sms
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("AML_CHROMIUM") or "/usr/bin/chromium"
-CHROMEDRIVER = os.environ.get("AML_CHROMEDRIVER") or "/usr/bin/chromedriver"
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,800")
 COMMAND = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "1"]
 TOKEN = "browser-token-" + "b" * 24
 RAW_LINES = 1000
 WAIT_S = 30
 
 
-def browser_or_skip() -> None:
-    """Skip (fail under ``CI=true``) when Selenium, Chromium or chromedriver is missing."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not (os.path.isfile(path) and os.access(path, os.X_OK))]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        reason = f"no headless browser: {', '.join(missing)} not found (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"{reason} (CI=true: the browser test must run in CI, a skip counts as a failure)")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The URL of the service over fresh stores where version 1 was trained (and promoted)."""
-    browser_or_skip()
+    testenv.browser_or_skip()
     root = tmp_path_factory.mktemp("browser")
-    uri = tracking.new_store(root / "mlflow")
-    store = DataStore(root / "data")
+    env = testenv.project_environment(root, TOKEN)
+    uri = env["MLFLOW_TRACKING_URI"]
+    store = DataStore(env["AML_DATA_STORE"])
     raw = root / sms.FILENAME
     collection = datasets.fetch("sms_spam") / sms.FILENAME
     raw.write_bytes(b"".join(collection.read_bytes().splitlines(keepends=True)[:RAW_LINES]))
@@ -72,33 +54,15 @@ def site(tmp_path_factory):
         config = system.TrainConfig(model="tfidf_linear_svm", params={"C": 1.0}, max_gap=0.1, min_aucpr=0.9)
         trained = system.train(store, config)
     assert trained["model_version"] == "1"
-    env = {
-        "AML_DATA_STORE": str(root / "data"),
-        "MLFLOW_TRACKING_URI": uri,
-        "AML_MODEL_STORE": str(root / "models"),
-        "AML_API_TOKEN": TOKEN,
-    }
     with procs.serve(COMMAND, cwd=PROJECT, env=env, timeout=120) as server:  # stopped by its PID at the end
         yield server.url
 
 
 @pytest.fixture(scope="module")
 def browser(site):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT_S)
-    try:
+    """Headless Chromium (:func:`aml.devtools.testenv.headless_chrome`)."""
+    with testenv.headless_chrome(window=(1000, 800), page_load_s=WAIT_S) as driver:
         yield driver
-    finally:
-        with contextlib.suppress(Exception):
-            driver.quit()
 
 
 def submit(driver, url: str, text: str) -> dict:

@@ -20,7 +20,6 @@ and open the site.
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import html as html_module
 import http.server
@@ -39,6 +38,7 @@ from pathlib import Path
 import pytest
 
 import aml
+from aml.devtools import testenv
 
 PACKAGE = Path(aml.__file__).resolve().parent
 ROOT = PACKAGE.parents[1]
@@ -153,9 +153,6 @@ def test_every_public_definition_has_a_docstring(path):
 
 # -- the build -------------------------------------------------------------------------------------------------------
 
-CHROMIUM = os.environ.get("AML_CHROMIUM") or "/usr/bin/chromium"
-CHROMEDRIVER = os.environ.get("AML_CHROMEDRIVER") or "/usr/bin/chromedriver"
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900")
 BUILD_TIMEOUT_S = 300
 WAIT_S = 30
 #: the wiki pages and the first heading each must render with
@@ -175,23 +172,11 @@ SUBPACKAGES = ("core", "spam", "transfer", "mlops", "project", "devtools")
 FAKE_NOTEBOOK = "assignment1/train.html"
 
 
-def in_ci() -> bool:
-    """True in a CI run (``CI=true``, which ``.ci/run`` and GitHub set)."""
-    return os.environ.get("CI", "").lower() in ("true", "1")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip; under ``CI=true`` fail instead, since CI must run what is skipped here."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: this test must run in CI, a skip counts as a failure)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The built site (its HTML folder)."""
     if shutil.which("dot") is None:
-        skip_or_fail("Graphviz's dot is not installed (apt-get install graphviz): the diagrams cannot be drawn")
+        testenv.skip_or_fail("Graphviz's dot is not installed (apt-get install graphviz): the diagrams cannot be drawn")
     root = tmp_path_factory.mktemp("docs")
     fake = root / "build" / "html" / FAKE_NOTEBOOK
     fake.parent.mkdir(parents=True)
@@ -325,26 +310,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def browser(served):
     """Headless Chromium driven by Selenium (skipped without it, a failure under ``CI=true``)."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not (os.path.isfile(path) and os.access(path, os.X_OK))]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        skip_or_fail(f"no headless browser: {', '.join(missing)} not found (apt-get install chromium chromium-driver)")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT_S)
-    try:
+    testenv.browser_or_skip()
+    with testenv.headless_chrome(window=(1200, 900), page_load_s=WAIT_S) as driver:
         yield driver
-    finally:
-        with contextlib.suppress(Exception):
-            driver.quit()
 
 
 def open_page(driver, url: str) -> None:

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 import pytest
 
-from aml.devtools import containers
+from aml.devtools import containers, testenv
 from aml.devtools import http_client as serving
 
 TINY_DOCKERFILE = """\
@@ -102,12 +102,7 @@ def test_engine_command_failures_are_reported():
 
 @pytest.fixture(scope="module")
 def engine():
-    try:
-        return containers.detect_engine()
-    except containers.EngineUnavailable as exc:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"no container engine in CI: {exc}")
-        pytest.skip(f"no container engine: {exc}")
+    return testenv.container_engine()
 
 
 @pytest.fixture(scope="module")
