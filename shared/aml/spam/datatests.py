@@ -30,12 +30,17 @@ ydata-profiling's comparisons) either do not install with the pins or are far he
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
-import pandera.pandas as pa
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas when pyspark is installed (team scale), which warns about pandas 3 on import
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    import pandera.pandas as pa
 
 from aml.spam.profiling import CONTROL, FEATURES, Profile, profile
 from aml.spam.sms import LABELS, DataValidationError
