@@ -1,5 +1,6 @@
 """The reward stage: ``python src/evaluate.py INPUT`` (what ``POST /evaluate`` runs): scored, labelled data from
-the data store → metrics at the threshold it was scored with → ``evaluations/<run>/metrics.json``."""
+the data store → metrics at the threshold it was scored with → ``evaluations/<run>/metrics.json``, with the
+monitoring of the evaluation (performance against the validation interval, bias by slice, champion vs challenger)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from aml.project import system
 
 def evaluate(input_path: str, overrides: dict | None = None, store=None) -> dict:
     """Evaluate the store file ``input_path`` (predictions with labels) with ``config/evaluate.yaml``."""
+    constructors.model_store()
+    name = constructors.defaults()["train"]["registered_model"]
     return system.evaluate(
-        store or constructors.data_store(), input_path, constructors.stage_config("evaluate", overrides)
+        store or constructors.data_store(),
+        input_path,
+        constructors.stage_config("evaluate", overrides),
+        models=lambda version: system.load_version_model(name, version),
     )
 
 

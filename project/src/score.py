@@ -1,6 +1,7 @@
 """The action stage: ``python src/score.py INPUT`` (what batch ``POST /score`` runs): the champion from the model
 store (falling back to older versions) scores a CSV of the data store → ``predictions/<run>/``, then the take-down
-list → ``actions/<run>/``."""
+list → ``actions/<run>/``, with the batch's drift report and, with a ``challenger`` in ``config/score.yaml``, a
+shadow or A/B test."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from aml.project import system
 def score(input_path: str, overrides: dict | None = None, store=None, model: system.ServingModel | None = None) -> dict:
     """Score the store file ``input_path`` with ``model`` (default: the served version from the registry)."""
     config = constructors.stage_config("score", overrides)
+    name = constructors.defaults()["train"]["registered_model"]
+    constructors.model_store()
     if model is None:
-        constructors.model_store()
-        model = system.load_serving_model(constructors.defaults()["train"]["registered_model"])
-    return system.score_batch(store or constructors.data_store(), model, input_path, config)
+        model = system.load_serving_model(name)
+    challenger = system.load_version_model(name, config.challenger) if config.challenger else None
+    return system.score_batch(store or constructors.data_store(), model, input_path, config, challenger)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@ prepare    raw data from the data store → validate, deduplicate, split (:mod:`
            tests against the last accepted version (:mod:`aml.spam.profiling`, :mod:`aml.spam.datatests`) →
            ``processed/``, ``split/`` and ``scoring/`` runs back in the store
 train      the latest splits → :func:`aml.spam.stages.train` in RAM, tracked in MLflow → registered in the model
-           store (MLflow registry) → model validation (:func:`gate`) → the ``champion`` alias moves only on a pass
+           store (MLflow registry) → model validation (:func:`aml.spam.stages.validate`: overfit gap, minimum AUCPR,
+           the current champion, the behavioural bank; logged to MLflow) → ``champion`` moves only on a pass
 score      the served model (:func:`load_serving_model`: champion, falling back to older versions) scores one text
            (:meth:`ServingModel.score_one`) or a stored batch (:func:`score_batch` → ``predictions/``) → the
            downstream action (:func:`takedown` → ``actions/``)
@@ -58,6 +59,8 @@ RAW_FILE = sms.FILENAME
 KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "evaluations", "actions")
 PREDICTIONS_FILE, TAKEDOWN_FILE, METRICS_FILE = "predictions.csv", "takedown.csv", "metrics.json"
 PROFILE_FILE, PROFILE_PAGE = "profile.json", "profile.html"
+#: predicted-spam and predicted-ham validation messages the training report shows for eyeballing
+VALIDATION_SAMPLES = 5
 #: texts every candidate model must score before it serves (the smoke check) and on which the lean scorer is
 #: verified against the full model
 PROBES = (
@@ -173,13 +176,32 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Batch ``/score``: call the downstream action (:func:`takedown`) after scoring."""
+    """Batch ``/score``: call the downstream action (:func:`takedown`) after scoring; store the batch's drift report
+    (``monitoring``, :mod:`aml.project.monitoring`); and an experiment with a ``challenger`` (a registered version):
+    ``mode="shadow"`` scores every message with it too, stored beside the champion's scores and never returned;
+    ``mode="ab"`` serves the ``share`` of messages whose id hashes into the challenger's arm
+    (:func:`aml.mlops.experiments.assign`: sticky by id)."""
 
     takedown: bool = True
+    monitoring: bool = True
+    challenger: str | None = None
+    mode: str = "shadow"
+    share: float = 0.1
 
     def __post_init__(self):
-        if not isinstance(self.takedown, bool):
-            raise ValueError(f"takedown must be true or false, got {self.takedown!r}")
+        from aml.mlops.experiments import MODES
+
+        for name in ("takedown", "monitoring"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        challenger = self.challenger
+        if isinstance(challenger, int) and not isinstance(challenger, bool):
+            object.__setattr__(self, "challenger", challenger := str(challenger))
+        if challenger is not None and not (isinstance(challenger, str) and challenger.isdigit()):
+            raise ValueError(f"challenger must be a registered version number or null, got {challenger!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        _check_fraction("share", self.share)
 
 
 @dataclass(frozen=True)
@@ -385,34 +407,6 @@ def load_split(store: DataStore, run: str | None = None) -> tuple[str, dict[str,
 # -- train -----------------------------------------------------------------------------------------------------------
 
 
-def aucpr(model, df: pd.DataFrame) -> float:
-    """AUCPR of ``model`` on labelled ``df`` (threshold-free)."""
-    return float(_metrics.binary_metrics(df[stages.TARGET], stages.predict_propensity(model, df), 0.5)["aucpr"])
-
-
-def gate(
-    model,
-    df_train: pd.DataFrame,
-    df_val: pd.DataFrame,
-    champion: Any | None = None,
-    max_gap: float = stages.MAX_AUCPR_GAP,
-    min_aucpr: float = stages.MIN_AUCPR,
-) -> dict:
-    """Model validation before a version may become champion: :func:`aml.spam.stages.validate` (the overfit gap
-    and the minimum AUCPR on validation) plus ``champion``: validation AUCPR at least that of the current champion
-    (``None`` when there is none) on the same data. Returns the validate report with the extra check."""
-    result = stages.validate(model, df_train, df_val, max_gap=max_gap, min_aucpr=min_aucpr)
-    if champion is not None:
-        theirs = aucpr(champion, df_val)
-        result["checks"]["champion"] = {
-            "passed": bool(result["test_aucpr"] >= theirs),
-            "value": result["test_aucpr"],
-            "limit": theirs,
-        }
-        result["passed"] = all(c["passed"] for c in result["checks"].values())
-    return result
-
-
 def _champion_model(name: str):
     """The current champion as a full model, or ``None`` (none yet, or it cannot be loaded: then the gate
     compares with nothing and says so in the log)."""
@@ -428,7 +422,8 @@ def _champion_model(name: str):
 
 def train(store: DataStore, config: TrainConfig | None = None, report: Report = _no_report) -> dict:
     """The model stage: the latest splits → :func:`aml.spam.stages.train` tracked in MLflow (params, metrics, data
-    and code versions, the Dockerfile) and registered → :func:`gate` against the current champion → promoted when it
+    and code versions, the Dockerfile) and registered → model validation (:func:`aml.spam.stages.validate` against the current champion, with the
+    behavioural bank and sample predictions; its report logged to MLflow as ``validation/``) → promoted when it
     passes, exported as a model-store artefact (joblib) → ``training/<run>/report.json``.
 
     MLflow must be configured by the caller (:func:`aml.mlops.tracking.configure`). Returns ``{"run",
@@ -449,13 +444,26 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
             model, df_train, df_val, min_precision=config.min_precision, name=config.model, params=config.params
         )
         report(0.6, "validating the model")
-        trained.gate = gate(trained.model, df_train, df_val, champion, config.max_gap, config.min_aucpr)
+        trained.gate = stages.validate(
+            trained.model,
+            df_train,
+            df_val,
+            max_gap=config.max_gap,
+            min_aucpr=config.min_aucpr,
+            champion=champion,
+            threshold=trained.threshold,
+            samples=VALIDATION_SAMPLES,
+            seed=config.seed,
+        )
+        mlflow.log_dict(trained.gate, "validation/report.json")  # the whole report: checks, bank, samples
+        mlflow.log_table(pd.DataFrame(trained.gate["samples"]), "validation/samples.json")
         mlflow.set_tags(
             {
                 "data_version": data_version,
                 "data_file": store.location(train_path),
                 "split_run": split_run,
                 "gate_passed": str(trained.gate["passed"]),
+                "gate_failed": ",".join(k for k, v in trained.gate["checks"].items() if not v["passed"]) or "none",
                 "champion_before": str(champion_version),
             }
         )
@@ -475,7 +483,12 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
     registry.set_tags(
         config.registered_model,
         version,
-        {"threshold": repr(trained.threshold), "data_version": data_version, "gate_passed": trained.gate["passed"]},
+        {
+            "threshold": repr(trained.threshold),
+            "data_version": data_version,
+            "split_run": split_run,
+            "gate_passed": trained.gate["passed"],
+        },
     )
     report(0.9, f"registered version {version}")
     promoted = bool(trained.gate["passed"])
@@ -603,32 +616,154 @@ def load_serving_model(name: str = MODEL_NAME) -> ServingModel:
     return ready
 
 
+def load_version_model(name: str, version: str) -> ServingModel:
+    """Registered version ``version`` of ``name`` ready to serve (lean-compiled, smoke-checked, at its ``threshold``
+    tag): the challenger of a shadow or A/B test. A version that does not exist is a :class:`StageError`."""
+    from mlflow.exceptions import MlflowException
+
+    client = registry._client()
+    try:
+        record = client.get_model_version(name, str(version))
+    except MlflowException:
+        raise StageError(f"model {name!r} has no version {version!r} (registered: {registry.versions(name)})") from None
+    tags = dict(record.tags)
+    if "threshold" not in tags:
+        raise StageError(f"version {version} has no 'threshold' tag (not registered by the training service)")
+    ready = serving_model(registry.load_version(name, str(version)), float(tags["threshold"]))
+    ready.served = registry.Served(
+        name, str(version), None, "challenger", False, tags=tags, run_id=record.run_id, loaded_at=""
+    )
+    return ready
+
+
+def reference_for(store: DataStore, model: ServingModel):
+    """The monitoring reference of ``model`` (:class:`aml.project.monitoring.Reference`), built on first use and
+    kept on the model: the split it was trained on (its ``split_run`` tag; the latest split for a version without
+    one), its training texts, and the model's propensities on the validation split."""
+    from aml.project import monitoring
+
+    cached = getattr(model, "_reference", None)
+    if cached is not None:
+        return cached
+    tags = model.served.tags if model.served else {}
+    split_run = tags.get("split_run")
+    if not split_run or not store.exists(store.run_path("split", split_run, "train.csv")):
+        split_run = store.resolve_latest("split")
+    _, frames = load_split(store, split_run)
+    validation = frames["validation"]
+    reference = monitoring.Reference.build(
+        model.version,
+        split_run,
+        model.threshold,
+        frames["train"][stages.TEXT],
+        validation[stages.TARGET],
+        model.propensities(validation[stages.TEXT]),
+    )
+    model._reference = reference
+    return reference
+
+
+def _monitor_batch(store: DataStore, model: ServingModel, run: str, texts, propensity) -> dict:
+    """Write the batch's drift record into ``predictions/<run>/drift.json`` (its page is rendered when asked for,
+    :func:`aml.project.monitoring.page`) and return its summary (``drift``, ``drifted``, ``report``); a monitoring
+    failure is logged and reported, never fails the scoring."""
+    from aml.project import monitoring
+
+    try:
+        reference = reference_for(store, model)
+        report = monitoring.batch_report(reference, texts, propensity)
+        record = monitoring.batch_record(report, reference, len(texts))
+        store.write_json(store.run_path("predictions", run, monitoring.BATCH_FILE), record)
+    except Exception as exc:  # monitoring must not take scoring down: say what failed
+        log.exception("monitoring of predictions/%s failed", run)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "drift": record["drift"],
+        "drifted": record["drifted"],
+        "report": store.run_path("predictions", run, monitoring.BATCH_FILE),
+    }
+
+
 def score_batch(
-    store: DataStore, model: ServingModel, input_path: str, config: ScoreConfig | None = None
+    store: DataStore,
+    model: ServingModel,
+    input_path: str,
+    config: ScoreConfig | None = None,
+    challenger: ServingModel | None = None,
 ) -> dict[str, Any]:
     """Batch scoring: the CSV at ``input_path`` (a ``text`` column; ``id``, ``label``/``y`` kept when present) →
     ``predictions/<run>/predictions.csv`` (``id``, ``propensity``, ``prediction``, ``threshold``,
-    ``model_version`` and the labels if any), then the take-down list (:func:`takedown`). Returns ``{"output",
-    "count", "spam", "run", "model_version", "actions"}``."""
+    ``model_version`` and the labels if any), its drift report (``drift.json``/``drift.html``,
+    :mod:`aml.project.monitoring`, when ``config.monitoring``), then the take-down list (:func:`takedown`).
+
+    With ``challenger`` (the model of ``config.challenger``): ``shadow`` adds ``challenger_propensity``,
+    ``challenger_prediction``, ``challenger_threshold`` and ``challenger_version`` (never used for the predictions
+    or the take-down list); ``ab`` scores the challenger's arm with the challenger and records each row's ``arm``.
+    Returns ``{"output", "count", "spam", "run", "model_version", "actions", "monitoring", "experiment"}``."""
+    from aml.mlops import experiments
+
     config = config or ScoreConfig()
     start = time.perf_counter()
     df = stages.prepare_scoring_data(read_frame(store, input_path))
-    propensity = model.propensities(df[stages.TEXT])
+    texts = df[stages.TEXT]
+    propensity = model.propensities(texts)
+    threshold = np.full(len(df), model.threshold)
+    version = np.full(len(df), model.version, dtype=object)
+    extra: dict[str, Any] = {}
+    experiment = None
+    if challenger is not None and challenger.version == model.version:
+        log.info("the challenger is the serving version %s: no experiment", model.version)
+        challenger = None
+    if challenger is not None and config.challenger is not None:
+        if config.mode == "shadow":
+            shadow = challenger.propensities(texts)
+            extra = {
+                "challenger_propensity": shadow,
+                "challenger_prediction": _metrics.apply_threshold(shadow, challenger.threshold),
+                "challenger_threshold": challenger.threshold,
+                "challenger_version": challenger.version,
+            }
+            agree = float(
+                np.mean(extra["challenger_prediction"] == _metrics.apply_threshold(propensity, model.threshold))
+            )
+            experiment = {"mode": "shadow", "challenger_version": challenger.version, "agreement": agree}
+        else:
+            to_challenger = experiments.assign(df[stages.ID], config.share)
+            if to_challenger.any():
+                propensity = propensity.copy()
+                propensity[to_challenger] = challenger.propensities(texts[to_challenger])
+            threshold[to_challenger] = challenger.threshold
+            version[to_challenger] = challenger.version
+            extra = {"arm": np.where(to_challenger, experiments.CHALLENGER, experiments.CHAMPION)}
+            experiment = {
+                "mode": "ab",
+                "challenger_version": challenger.version,
+                "share": config.share,
+                "challenger_rows": int(to_challenger.sum()),
+            }
     out = df.drop(columns=[stages.TEXT]).assign(
         **{
             stages.PROPENSITY: propensity,
-            stages.PREDICTION: _metrics.apply_threshold(propensity, model.threshold),
-            "threshold": model.threshold,
-            "model_version": model.version,
+            stages.PREDICTION: _metrics.apply_threshold(propensity, threshold),  # per row: an A/B arm's own
+            "threshold": threshold,
+            "model_version": version,
+            **extra,
         }
     )
     run = store.new_run("predictions")
     output = _write_frame(store, store.run_path("predictions", run, PREDICTIONS_FILE), out)
+    scored_seconds = time.perf_counter() - start
+    monitoring = _monitor_batch(store, model, run, texts, propensity) if config.monitoring else None
     _lineage(
         store,
         "predictions",
         run,
-        {"inputs": {"data": _input(store, input_path)}, "model": model.describe(), "outputs": {"predictions": output}},
+        {
+            "inputs": {"data": _input(store, input_path)},
+            "model": model.describe(),
+            "challenger": challenger.describe() if challenger is not None and experiment else None,
+            "outputs": {"predictions": output},
+        },
     )
     store.set_latest("predictions", run)
     result = {
@@ -637,8 +772,12 @@ def score_batch(
         "spam": int(out[stages.PREDICTION].sum()),
         "run": run,
         "model_version": model.version,
-        "seconds": round(time.perf_counter() - start, 4),
+        "seconds": round(scored_seconds, 4),
+        "monitoring": monitoring,
+        "experiment": experiment,
     }
+    if monitoring is not None:
+        result["monitoring_seconds"] = round(time.perf_counter() - start - scored_seconds, 4)
     if config.takedown:
         result["actions"] = takedown(store, output["path"])["output"]
     return result
@@ -670,13 +809,68 @@ def takedown(store: DataStore, predictions: str | None = None) -> dict:
 # -- evaluate --------------------------------------------------------------------------------------------------------
 
 
-def evaluate(store: DataStore, input_path: str, config: EvaluateConfig | None = None) -> dict:
+def _scored_texts(store: DataStore, input_path: str, df: pd.DataFrame) -> pd.Series | None:
+    """The texts of scored rows, for the slices: the file's ``text`` column, else the scoring input its lineage
+    names (a ``predictions/<run>/`` file), matched by ``id``; ``None`` when neither is available."""
+    if stages.TEXT in df.columns:
+        return df[stages.TEXT].astype("string")
+    parts = input_path.split("/")
+    if len(parts) != 3 or parts[0] != "predictions" or stages.ID not in df.columns:
+        return None
+    try:
+        source = store.read_lineage("predictions", parts[1])["inputs"]["data"]["path"]
+        scored = stages.prepare_scoring_data(read_frame(store, source)).set_index(stages.ID)[stages.TEXT]
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        log.warning("no texts for the slices of %s: %s", input_path, exc)
+        return None
+    texts = df[stages.ID].astype("string").map(scored)
+    return None if texts.isna().any() else texts
+
+
+def _monitor_evaluation(
+    store: DataStore, run: str, input_path: str, df: pd.DataFrame, models: Callable[[str], ServingModel] | None
+) -> dict:
+    """Write ``evaluations/<run>/monitoring.json`` (:func:`aml.project.monitoring.evaluation_report`) and
+    return the record; a monitoring failure is logged and reported, never fails the evaluation."""
+    from aml.mlops.experiments import CHAMPION
+    from aml.project import monitoring
+
+    try:
+        rows = df[df["arm"] == CHAMPION] if "arm" in df.columns else df
+        version = str(rows["model_version"].iloc[0]) if "model_version" in rows.columns else None
+        reference = None
+        if version and models is not None:
+            try:
+                reference = reference_for(store, models(version))
+            except Exception as exc:  # e.g. the version was deleted: slices and history still help
+                log.warning("no monitoring reference for version %s: %s", version, exc)
+        texts = _scored_texts(store, input_path, df)
+        frame = df if texts is None else df.assign(**{stages.TEXT: texts.to_numpy()})
+        record = monitoring.evaluation_report(reference, frame, monitoring.history(store))
+        store.write_json(store.run_path("evaluations", run, monitoring.EVALUATION_FILE), record)
+    except Exception as exc:
+        log.exception("monitoring of evaluations/%s failed", run)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return record
+
+
+def evaluate(
+    store: DataStore,
+    input_path: str,
+    config: EvaluateConfig | None = None,
+    models: Callable[[str], ServingModel] | None = None,
+) -> dict:
     """The reward stage: scored, labelled data (a predictions file with ``y`` or ``label``) →
-    :func:`aml.spam.stages.evaluate` at the threshold it was scored with → ``evaluations/<run>/metrics.json``.
-    Returns ``{"metrics", "output", "run", "count"}``."""
+    :func:`aml.spam.stages.evaluate` at the threshold it was scored with → ``evaluations/<run>/metrics.json``, and
+    the evaluation's monitoring (``monitoring.json``: performance against the validation interval, its
+    history, bias by slice, champion vs challenger when the file holds an experiment; ``models(version)`` gives
+    the scoring model for the reference, ``None``: no performance alert). For an A/B file the ``metrics`` are the
+    champion arm's. Returns ``{"metrics", "output", "run", "count", "monitoring"}``."""
+    from aml.mlops.experiments import CHAMPION
+
     config = config or EvaluateConfig()
     store.check_path(input_path)
-    df = _read_csv(store, input_path, dtype={stages.ID: "string", "label": "string"})
+    df = _read_csv(store, input_path, dtype={stages.ID: "string", "label": "string", "model_version": "string"})
     if stages.TARGET not in df.columns and "label" in df.columns:
         df[stages.TARGET] = (df["label"] == "spam").astype(int)
     missing = [c for c in (stages.TARGET, stages.PROPENSITY, stages.PREDICTION) if c not in df.columns]
@@ -685,16 +879,18 @@ def evaluate(store: DataStore, input_path: str, config: EvaluateConfig | None = 
             f"{input_path} is not scored, labelled data: columns {missing} are missing (score a labelled file, e.g. "
             "split/<run>/test.csv, with POST /score first)"
         )
-    if "threshold" in df.columns and df["threshold"].nunique() == 1:
-        df.attrs["threshold"] = float(df["threshold"].iloc[0])
+    served = df[df["arm"] == CHAMPION].copy() if "arm" in df.columns else df
+    if "threshold" in served.columns and served["threshold"].nunique() == 1:
+        served.attrs["threshold"] = float(served["threshold"].iloc[0])
     try:
-        metrics = stages.evaluate(df, config.metrics)
+        metrics = stages.evaluate(served, config.metrics)
     except ValueError as exc:  # e.g. predictions that do not follow the threshold column
         raise sms.DataValidationError(f"{input_path}: {exc}") from None
     run = store.new_run("evaluations")
     output = store.run_path("evaluations", run, METRICS_FILE)
     versions = sorted(df["model_version"].astype(str).unique()) if "model_version" in df.columns else []
     store.write_json(output, {"metrics": metrics, "count": len(df), "model_versions": versions})
+    monitoring = _monitor_evaluation(store, run, input_path, df, models) if "threshold" in df.columns else None
     _lineage(
         store,
         "evaluations",
@@ -702,7 +898,7 @@ def evaluate(store: DataStore, input_path: str, config: EvaluateConfig | None = 
         {"inputs": {"scored": _input(store, input_path)}, "config": dataclasses.asdict(config)},
     )
     store.set_latest("evaluations", run)
-    return {"metrics": metrics, "output": output, "run": run, "count": len(df)}
+    return {"metrics": metrics, "output": output, "run": run, "count": len(df), "monitoring": monitoring}
 
 
 def store_summary(store: DataStore) -> pd.DataFrame:

@@ -29,6 +29,13 @@ SPAM, HAM, MARKETING_HAM, PLACEHOLDER = "spam", "ham", "marketing_ham", "placeho
 CATEGORIES = (SPAM, HAM, MARKETING_HAM, PLACEHOLDER)
 #: the pass rate the selected model must reach on :data:`BANK`
 MIN_PASS_RATE = 0.95
+#: the floor of the bank's overall pass rate below which a model regressed: the selected model reaches 0.871 (it
+#: flags placeholders and polite marketing-style ham; README, "Model behaviour"), the aim stays :data:`MIN_PASS_RATE`
+BANK_FLOOR = 0.85
+#: the behavioural gate a model passes before it serves (:func:`gate_checks`): the minimum-functionality categories
+#: that must hold — obvious spam caught, everyday ham never blocked — invariance to names and times, the
+#: directional test, and the whole bank above :data:`BANK_FLOOR`
+GATE = {"spam": MIN_PASS_RATE, "ham": 1.0, "invariance": 1.0, "directional": 1.0, "bank": BANK_FLOOR}
 
 
 class Case(NamedTuple):
@@ -262,8 +269,30 @@ def summary(model, threshold: float) -> dict:
     }
 
 
+def gate_checks(result: dict, limits: dict | None = None) -> dict[str, dict]:
+    """The behavioural gate of a :func:`summary`: ``{"behaviour:<name>": {"passed", "value", "limit"}}`` for each
+    of ``limits`` (default :data:`GATE`; names are bank categories, ``invariance``, ``directional`` and ``bank``
+    for the overall pass rate)."""
+    rates = {
+        **result["bank_pass_rate_by_category"],
+        "invariance": result["invariance_pass_rate"],
+        "directional": result["directional_pass_rate"],
+        "bank": result["bank_pass_rate"],
+    }
+    limits = GATE if limits is None else limits
+    unknown = sorted(set(limits) - set(rates))
+    if unknown:
+        raise KeyError(f"unknown behavioural checks {unknown}: expected some of {sorted(rates)}")
+    return {
+        f"behaviour:{name}": {"passed": bool(rates[name] >= limit), "value": float(rates[name]), "limit": float(limit)}
+        for name, limit in limits.items()
+    }
+
+
 __all__ = [
     "BANK",
+    "BANK_FLOOR",
+    "GATE",
     "CATEGORIES",
     "DIRECTIONAL",
     "INVARIANCE",
@@ -272,6 +301,7 @@ __all__ = [
     "add_spam_cues",
     "bank_frame",
     "directional",
+    "gate_checks",
     "invariance",
     "invariance_variants",
     "pass_rate",

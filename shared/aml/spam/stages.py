@@ -15,7 +15,7 @@ function                                                     what it does
                                                              applied apart from the propensity)
 ``evaluate(df_scored, metrics) -> results``                  the metrics of scored, labelled data
 ``validate(model, df_train, df_test) -> results``            the gate before a model serves: overfitting gap, minimum
-                                                             AUCPR
+                                                             AUCPR, the champion, the behavioural bank, samples
 ``load_model(path) -> model``, ``save_model(model, path)``   the artefact format of :mod:`aml.core.modelstore`
 ===========================================================  ==========================================================
 
@@ -73,6 +73,7 @@ __all__ = [
     "prepare_train_validation_test_split",
     "report",
     "save_data",
+    "sample_predictions",
     "save_model",
     "score",
     "seed_study",
@@ -243,27 +244,76 @@ def validate(
     df_test: pd.DataFrame,
     max_gap: float = MAX_AUCPR_GAP,
     min_aucpr: float = MIN_AUCPR,
+    champion: Any | None = None,
+    threshold: float | None = None,
+    behaviour_limits: Mapping[str, float] | None = None,
+    samples: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Validate a fitted model's training results before it serves (the course's model-validation function).
 
-    Checks: ``overfit`` (train AUCPR minus held-out AUCPR ≤ ``max_gap``) and ``min_aucpr`` (held-out AUCPR ≥
-    ``min_aucpr``). ``df_test`` is any held-out labelled split (validation while selecting, test in the final
-    report). Returns ``{"passed": bool, "checks": {name: {"passed", "value", "limit"}}, "train_aucpr",
-    "test_aucpr"}``.
+    Checks (each ``{"passed", "value", "limit"}``):
+
+    - ``overfit``: train AUCPR minus held-out AUCPR ≤ ``max_gap``;
+    - ``min_aucpr``: held-out AUCPR ≥ ``min_aucpr``;
+    - ``champion`` (with ``champion``, the model serving now): held-out AUCPR at least the champion's on the same
+      rows — a new version never replaces a better one;
+    - ``behaviour:*`` (with ``threshold``): the behavioural tests (:func:`aml.spam.behaviour.summary`: minimum
+      functionality, invariance, directional) against ``behaviour_limits`` (default :data:`aml.spam.behaviour.GATE`,
+      :func:`aml.spam.behaviour.gate_checks`); the report's ``behaviour`` holds the whole summary.
+
+    ``df_test`` is any held-out labelled split (validation while training, test in a final report). ``samples`` > 0
+    adds ``samples`` (a seeded draw of that many predicted-spam and predicted-ham held-out messages with their
+    propensity and true label, at ``threshold``, default 0.5) for a person to eyeball. Returns ``{"passed": bool,
+    "checks": {...}, "train_aucpr", "test_aucpr", "champion_aucpr", "behaviour", "samples"}`` (JSON-able).
     """
+    test_propensity = predict_propensity(model, df_test)
     train_aucpr = _metrics.binary_metrics(df_train[TARGET], predict_propensity(model, df_train), 0.5)["aucpr"]
-    test_aucpr = _metrics.binary_metrics(df_test[TARGET], predict_propensity(model, df_test), 0.5)["aucpr"]
+    test_aucpr = _metrics.binary_metrics(df_test[TARGET], test_propensity, 0.5)["aucpr"]
     gap = train_aucpr - test_aucpr
     checks = {
-        "overfit": {"passed": bool(gap <= max_gap), "value": gap, "limit": max_gap},
-        "min_aucpr": {"passed": bool(test_aucpr >= min_aucpr), "value": test_aucpr, "limit": min_aucpr},
+        "overfit": {"passed": bool(gap <= max_gap), "value": float(gap), "limit": float(max_gap)},
+        "min_aucpr": {"passed": bool(test_aucpr >= min_aucpr), "value": float(test_aucpr), "limit": float(min_aucpr)},
     }
-    return {
-        "passed": all(c["passed"] for c in checks.values()),
-        "checks": checks,
-        "train_aucpr": train_aucpr,
-        "test_aucpr": test_aucpr,
-    }
+    result: dict[str, Any] = {"train_aucpr": float(train_aucpr), "test_aucpr": float(test_aucpr)}
+    result["champion_aucpr"] = None
+    if champion is not None:
+        theirs = float(_metrics.binary_metrics(df_test[TARGET], predict_propensity(champion, df_test), 0.5)["aucpr"])
+        result["champion_aucpr"] = theirs
+        checks["champion"] = {"passed": bool(test_aucpr >= theirs), "value": float(test_aucpr), "limit": theirs}
+    result["behaviour"] = None
+    if threshold is not None:
+        from aml.spam import behaviour
+
+        result["behaviour"] = behaviour.summary(model, threshold)
+        checks.update(behaviour.gate_checks(result["behaviour"], behaviour_limits))
+    result["samples"] = (
+        sample_predictions(df_test, test_propensity, 0.5 if threshold is None else threshold, samples, seed)
+        if samples
+        else []
+    )
+    return {"passed": all(c["passed"] for c in checks.values()), "checks": checks, **result}
+
+
+def sample_predictions(
+    df: pd.DataFrame, propensity, threshold: float, per_class: int = 3, seed: int = 0
+) -> list[dict[str, Any]]:
+    """A seeded draw of ``per_class`` messages predicted spam and ``per_class`` predicted ham (fewer when there are
+    fewer): ``text``, ``propensity``, ``prediction``, the true ``y`` when known and ``correct``; for eyeballing what
+    a model does (the model-validation report logs them)."""
+    propensity = np.asarray(propensity, dtype=float)
+    prediction = _metrics.apply_threshold(propensity, threshold).astype(int)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for predicted in (1, 0):
+        where = np.flatnonzero(prediction == predicted)
+        for i in sorted(rng.choice(where, size=min(per_class, where.size), replace=False).tolist()):
+            row = {"text": str(df[TEXT].iloc[i]), "propensity": float(propensity[i]), "prediction": predicted}
+            if TARGET in df.columns:
+                row["y"] = int(df[TARGET].iloc[i])
+                row["correct"] = bool(row["y"] == predicted)
+            rows.append(row)
+    return rows
 
 
 # -- the flow, built on the stages -----------------------------------------------------------------------------------

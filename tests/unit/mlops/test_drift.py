@@ -323,3 +323,23 @@ def test_drift_report_takes_a_separate_propensity_reference():
     assert {s.detail["alpha"] for s in report.stats if s.name.endswith(":ks")} == {drift.KS_ALPHA / 2}
     with pytest.raises(ValueError, match="needs propensity_column"):
         drift.drift_report(reference, current, ["length"], reference_propensity=shifted)
+
+
+def test_report_page_renders_a_stored_record_with_its_histograms():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"length": rng.normal(50, 10, 400)})
+    cur = pd.DataFrame({"length": rng.normal(80, 10, 300)})
+    record = json.loads(json.dumps(drift.drift_report(ref, cur, ["length"]).to_dict()))  # as read back from a store
+    histogram = record["histograms"]["length"]
+    assert len(histogram["edges"]) == 31 and sum(histogram["reference"]) == 400 and sum(histogram["current"]) == 300
+    page = drift.report_page(record, "stored batch")
+    assert page.startswith("<!DOCTYPE html>") and "stored batch: DRIFT" in page
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page
+
+
+def test_performance_alert_below_only_ignores_a_better_metric():
+    expected = {"mean": 0.9, "low": 0.85, "high": 0.95}
+    above = drift.performance_alert(0.99, expected, "precision", below_only=True)
+    assert not above.drifted and above.detail["side"] == "above"
+    assert drift.performance_alert(0.99, expected, "precision").drifted
+    assert drift.performance_alert(0.8, expected, "precision", below_only=True).drifted

@@ -49,6 +49,10 @@ BAD_VALUES = [
     ("train", "max_gap", [2, -1, "0.05", None]),
     ("train", "min_aucpr", [2, -0.5, "0.95", False]),
     ("evaluate", "metrics", [["aucpr", "luck"], ["precision", "recall", "f2"]]),
+    ("score", "monitoring", ["yes", 1, None]),
+    ("score", "challenger", ["latest", "v2", 1.5, True, [2]]),
+    ("score", "mode", ["canary", None, 1]),
+    ("score", "share", [1.5, -0.1, "0.1", None, True]),
 ]
 
 
@@ -112,7 +116,7 @@ def test_overrides_update_the_defaults_field_by_field():
         system.make_config("train", defaults, {"min_aucpr": 3})  # an override is validated like a default
 
 
-# -- gate ------------------------------------------------------------------------------------------------------------
+# -- toy models ------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -121,45 +125,12 @@ def toy(toy_splits):
     return toy_splits
 
 
+# -- the serving model -----------------------------------------------------------------------------------------------
+
+
 @pytest.fixture
 def naive_bayes(toy):
     return stages.fit(models.make_model("tfidf_naive_bayes"), toy["train"])
-
-
-@pytest.fixture
-def prior(toy):
-    """A model that ranks nothing: the same propensity for every text (AUCPR = the share of spam)."""
-    from sklearn.dummy import DummyClassifier
-
-    return stages.fit(DummyClassifier(strategy="prior"), toy["train"])
-
-
-def test_gate_without_a_champion(toy, naive_bayes, prior):
-    result = system.gate(naive_bayes, toy["train"], toy["validation"])
-    assert result["passed"] and set(result["checks"]) == {"overfit", "min_aucpr"}
-    assert result["test_aucpr"] == pytest.approx(1.0) and result["checks"]["min_aucpr"]["limit"] == stages.MIN_AUCPR
-    weak = system.gate(prior, toy["train"], toy["validation"])
-    assert not weak["passed"] and not weak["checks"]["min_aucpr"]["passed"] and weak["checks"]["overfit"]["passed"]
-    assert weak["test_aucpr"] == pytest.approx(toy["validation"].y.mean())
-
-
-def test_gate_with_a_champion(toy, naive_bayes, prior):
-    lenient = {"max_gap": 1.0, "min_aucpr": 0.0}  # only the comparison with the champion can fail
-    worse = system.gate(prior, toy["train"], toy["validation"], champion=naive_bayes, **lenient)
-    assert not worse["passed"] and set(worse["checks"]) == {"overfit", "min_aucpr", "champion"}
-    champion = worse["checks"]["champion"]
-    assert not champion["passed"] and champion["limit"] == pytest.approx(1.0)
-    assert champion["value"] == pytest.approx(toy["validation"].y.mean())
-    assert worse["checks"]["overfit"]["passed"] and worse["checks"]["min_aucpr"]["passed"]
-    better = system.gate(naive_bayes, toy["train"], toy["validation"], champion=prior, **lenient)
-    assert better["passed"] and better["checks"]["champion"]["passed"]
-    tie = system.gate(naive_bayes, toy["train"], toy["validation"], champion=naive_bayes)
-    assert tie["passed"] and tie["checks"]["champion"]["passed"]  # as good as the champion: may replace it
-    strict = system.gate(naive_bayes, toy["train"], toy["validation"], champion=prior, min_aucpr=1.5)
-    assert not strict["passed"] and strict["checks"]["champion"]["passed"]  # every check counts
-
-
-# -- the serving model -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -514,3 +485,123 @@ def test_prepare_refuses_shifted_data_listing_every_failed_check_and_keeps_lates
 def test_data_tests_must_be_true_or_false(value):
     with pytest.raises(system.StageError, match="data_tests"):
         system.make_config("prepare", {}, {"data_tests": value})
+
+
+# -- experiments and monitoring --------------------------------------------------------------------------------------
+
+
+def test_score_config_takes_a_version_number_as_the_challenger():
+    assert system.make_config("score", {}, {"challenger": 3}).challenger == "3"  # YAML/JSON numbers
+    config = system.make_config("score", {"challenger": "2", "mode": "ab", "share": 0.25}, {})
+    assert (config.challenger, config.mode, config.share, config.monitoring) == ("2", "ab", 0.25, True)
+
+
+@pytest.fixture
+def two_versions(store, tmp_path, toy):
+    """A prepared store and two served versions: "1" (linear SVM, lean) and "2" (naive Bayes, full model)."""
+    from aml.mlops import registry
+
+    system.prepare(store, system.PrepareConfig(source=str(raw_file(tmp_path / "raw", n_ham=300, n_spam=100))))
+    _, frames = system.load_split(store)
+    served = {}
+    for version, name in (("1", "tfidf_linear_svm"), ("2", "tfidf_naive_bayes")):
+        model = stages.fit(models.make_model(name), frames["train"])
+        served[version] = system.serving_model(
+            model, 0.5, registry.Served("m", version, None, "champion", False, tags={})
+        )
+    return served
+
+
+def test_score_batch_stores_the_drift_report_of_the_batch(store, two_versions):
+    result = system.score_batch(store, two_versions["1"], store.run_path("split", store.latest("split"), "test.csv"))
+    assert result["monitoring"]["drift"] in (True, False) and "error" not in result["monitoring"]
+    record = store.read_json(result["monitoring"]["report"])
+    assert record["model_version"] == "1" and record["batch_size"] == result["count"]
+    assert {s["name"] for s in record["stats"]} >= {"chars:ks", "propensity:psi", "text:domain_auc"}
+    assert result["monitoring_seconds"] > 0 and result["experiment"] is None
+    off = system.score_batch(
+        store,
+        two_versions["1"],
+        "scoring/" + store.latest("scoring") + "/messages.csv",
+        system.ScoreConfig(monitoring=False),
+    )
+    assert off["monitoring"] is None and not store.exists(off["output"].replace("predictions.csv", "drift.json"))
+
+
+def test_a_failing_monitor_never_fails_the_scoring(store, two_versions, monkeypatch):
+    from aml.project import monitoring
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(monitoring, "batch_report", broken)
+    result = system.score_batch(store, two_versions["1"], "scoring/" + store.latest("scoring") + "/messages.csv")
+    assert result["monitoring"] == {"error": "RuntimeError: disk on fire"} and store.exists(result["output"])
+
+
+def test_shadow_scores_the_challenger_beside_the_champion(store, two_versions):
+    test = store.run_path("split", store.latest("split"), "test.csv")
+    config = system.ScoreConfig(challenger="2", mode="shadow")
+    result = system.score_batch(store, two_versions["1"], test, config, challenger=two_versions["2"])
+    df = store.read_csv(result["output"], dtype={"id": "string"})
+    texts = stages.prepare_scoring_data(system.read_frame(store, test))["text"]
+    assert np.allclose(df["propensity"], two_versions["1"].propensities(texts))  # the champion answers
+    assert np.allclose(df["challenger_propensity"], two_versions["2"].propensities(texts))
+    assert (df["model_version"].astype(str) == "1").all() and (df["challenger_version"].astype(str) == "2").all()
+    assert result["experiment"]["mode"] == "shadow" and 0 <= result["experiment"]["agreement"] <= 1
+    lineage = store.read_lineage("predictions", result["run"])
+    assert lineage["challenger"]["version"] == "2" and lineage["model"]["version"] == "1"
+    evaluation = system.evaluate(store, result["output"], models=two_versions.get)
+    experiment = evaluation["monitoring"]["experiment"]
+    assert experiment["mode"] == "shadow" and experiment["recommendation"] in ("promote", "keep")
+    assert (experiment["champion_version"], experiment["challenger_version"]) == ("1", "2")
+    assert store.exists(evaluation["output"].replace("metrics.json", "monitoring.json"))
+
+
+def test_ab_serves_the_challengers_share_by_id(store, two_versions):
+    from aml.mlops import experiments
+
+    test = store.run_path("split", store.latest("split"), "test.csv")
+    config = system.ScoreConfig(challenger="2", mode="ab", share=0.5)
+    result = system.score_batch(store, two_versions["1"], test, config, challenger=two_versions["2"])
+    df = store.read_csv(result["output"], dtype={"id": "string", "model_version": "string"})
+    to_challenger = experiments.assign(df["id"], 0.5)
+    assert (df["arm"] == np.where(to_challenger, "challenger", "champion")).all()
+    assert (df["model_version"] == np.where(to_challenger, "2", "1")).all()
+    assert result["experiment"]["challenger_rows"] == int(to_challenger.sum()) > 0
+    texts = stages.prepare_scoring_data(system.read_frame(store, test))["text"]
+    expected = np.where(to_challenger, two_versions["2"].propensities(texts), two_versions["1"].propensities(texts))
+    assert np.allclose(df["propensity"], expected)
+    again = system.score_batch(store, two_versions["1"], test, config, challenger=two_versions["2"])
+    assert store.read_csv(again["output"])["arm"].tolist() == df["arm"].tolist()  # sticky
+    evaluation = system.evaluate(store, result["output"], models=two_versions.get)
+    champion_rows = df[~to_challenger]
+    assert evaluation["metrics"]["confusion_matrix"][0][0] + evaluation["metrics"]["confusion_matrix"][1][1] <= len(
+        champion_rows
+    )  # the champion arm's metrics
+    assert evaluation["monitoring"]["experiment"]["mode"] == "ab"
+
+
+def test_a_challenger_that_is_the_champion_is_no_experiment(store, two_versions):
+    test = store.run_path("split", store.latest("split"), "test.csv")
+    config = system.ScoreConfig(challenger="1")
+    result = system.score_batch(store, two_versions["1"], test, config, challenger=two_versions["1"])
+    assert result["experiment"] is None
+    assert "challenger_propensity" not in store.read_csv(result["output"]).columns
+
+
+def test_evaluate_monitors_performance_history_and_slices(store, two_versions):
+    test = store.run_path("split", store.latest("split"), "test.csv")
+    first = system.evaluate(
+        store, system.score_batch(store, two_versions["1"], test)["output"], models=two_versions.get
+    )
+    second = system.evaluate(
+        store, system.score_batch(store, two_versions["1"], test)["output"], models=two_versions.get
+    )
+    monitoring = second["monitoring"]
+    assert monitoring["performance"]["metrics"]["aucpr"] == pytest.approx(second["metrics"]["aucpr"])
+    assert [h["run"] for h in monitoring["history"]] == [first["run"], "this evaluation"]
+    assert monitoring["bias"]["worst"] and monitoring["bias"]["slices"][0]["slice"] == "all"  # texts via lineage
+    assert isinstance(monitoring["drift"], bool)
+    unknown = system.evaluate(store, system.score_batch(store, two_versions["1"], test)["output"], models=None)
+    assert unknown["monitoring"]["performance"] is None and unknown["monitoring"]["bias"]["worst"]

@@ -93,3 +93,22 @@ def test_summary_reports_every_check():
     assert set(s["bank_pass_rate_by_category"]) == set(behaviour.CATEGORIES)
     assert s["invariance_pass_rate"] == 1.0 and s["directional_pass_rate"] == 1.0
     assert len(s["bank_failures"]) == round((1 - s["bank_pass_rate"]) * s["bank_size"])
+
+
+def test_gate_checks_compare_each_rate_with_its_limit():
+    result = {
+        "bank_pass_rate": 0.9,
+        "bank_pass_rate_by_category": {"spam": 1.0, "ham": 0.95},
+        "invariance_pass_rate": 1.0,
+        "directional_pass_rate": 0.5,
+    }
+    checks = behaviour.gate_checks(result)
+    assert set(checks) == {f"behaviour:{k}" for k in behaviour.GATE}
+    assert checks["behaviour:spam"] == {"passed": True, "value": 1.0, "limit": behaviour.MIN_PASS_RATE}
+    assert not checks["behaviour:ham"]["passed"] and not checks["behaviour:directional"]["passed"]
+    assert checks["behaviour:bank"] == {"passed": True, "value": 0.9, "limit": behaviour.BANK_FLOOR}
+    assert behaviour.gate_checks(result, {"bank": 0.95}) == {
+        "behaviour:bank": {"passed": False, "value": 0.9, "limit": 0.95}
+    }
+    with pytest.raises(KeyError, match="unknown behavioural checks"):
+        behaviour.gate_checks(result, {"placeholders": 1.0})

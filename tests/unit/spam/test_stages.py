@@ -1,5 +1,7 @@
 """The course's stage functions (aml.spam.stages) on small, known data."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,6 +121,90 @@ def test_validate_flags_overfitting_and_a_weak_model(toy_frame):
     noisy = val.assign(y=np.random.default_rng(0).permutation(val["y"].to_numpy()))  # labels unrelated to text
     overfit = stages.validate(stages.fit(models.tfidf_logreg(), train), train, noisy)
     assert not overfit["checks"]["overfit"]["passed"] and overfit["checks"]["overfit"]["value"] > 0.05
+
+
+@pytest.fixture
+def toy(toy_splits):
+    return toy_splits
+
+
+@pytest.fixture
+def naive_bayes(toy):
+    return stages.fit(models.make_model("tfidf_naive_bayes"), toy["train"])
+
+
+@pytest.fixture
+def prior(toy):
+    """A model that ranks nothing: the same propensity for every text (AUCPR = the share of spam)."""
+    from sklearn.dummy import DummyClassifier
+
+    return stages.fit(DummyClassifier(strategy="prior"), toy["train"])
+
+
+def test_validate_without_a_champion(toy, naive_bayes, prior):
+    result = stages.validate(naive_bayes, toy["train"], toy["validation"])
+    assert result["passed"] and set(result["checks"]) == {"overfit", "min_aucpr"}
+    assert result["test_aucpr"] == pytest.approx(1.0) and result["checks"]["min_aucpr"]["limit"] == stages.MIN_AUCPR
+    weak = stages.validate(prior, toy["train"], toy["validation"])
+    assert not weak["passed"] and not weak["checks"]["min_aucpr"]["passed"] and weak["checks"]["overfit"]["passed"]
+    assert weak["test_aucpr"] == pytest.approx(toy["validation"].y.mean())
+
+
+def test_validate_with_a_champion(toy, naive_bayes, prior):
+    lenient = {"max_gap": 1.0, "min_aucpr": 0.0}  # only the comparison with the champion can fail
+    worse = stages.validate(prior, toy["train"], toy["validation"], champion=naive_bayes, **lenient)
+    assert not worse["passed"] and set(worse["checks"]) == {"overfit", "min_aucpr", "champion"}
+    champion = worse["checks"]["champion"]
+    assert not champion["passed"] and champion["limit"] == pytest.approx(1.0)
+    assert champion["value"] == pytest.approx(toy["validation"].y.mean())
+    assert worse["checks"]["overfit"]["passed"] and worse["checks"]["min_aucpr"]["passed"]
+    better = stages.validate(naive_bayes, toy["train"], toy["validation"], champion=prior, **lenient)
+    assert better["passed"] and better["checks"]["champion"]["passed"]
+    tie = stages.validate(naive_bayes, toy["train"], toy["validation"], champion=naive_bayes)
+    assert tie["passed"] and tie["checks"]["champion"]["passed"]  # as good as the champion: may replace it
+    strict = stages.validate(naive_bayes, toy["train"], toy["validation"], champion=prior, min_aucpr=1.5)
+    assert not strict["passed"] and strict["checks"]["champion"]["passed"]  # every check counts
+
+
+def test_validate_runs_the_behavioural_gate_at_the_threshold(toy, naive_bayes):
+    from aml.spam import behaviour
+
+    result = stages.validate(naive_bayes, toy["train"], toy["validation"], threshold=0.5, max_gap=1.0, min_aucpr=0.0)
+    summary = result["behaviour"]
+    assert summary == behaviour.summary(naive_bayes, 0.5)
+    gated = {k: v for k, v in result["checks"].items() if k.startswith("behaviour:")}
+    assert gated == behaviour.gate_checks(summary)
+    assert set(gated) == {f"behaviour:{name}" for name in behaviour.GATE}
+    assert gated["behaviour:bank"]["value"] == summary["bank_pass_rate"]
+    # a toy model trained on 20-odd messages fails the bank: the gate must say so
+    assert summary["bank_pass_rate"] < behaviour.BANK_FLOOR and not result["passed"]
+    lenient = stages.validate(
+        naive_bayes, toy["train"], toy["validation"], threshold=0.5, max_gap=1.0, min_aucpr=0.0,
+        behaviour_limits={"bank": 0.0},
+    )  # fmt: skip
+    assert lenient["passed"] and set(lenient["checks"]) == {"overfit", "min_aucpr", "behaviour:bank"}
+    json.dumps(result)  # logged to MLflow as JSON
+
+
+def test_validate_samples_predictions_of_both_classes(toy, naive_bayes):
+    result = stages.validate(naive_bayes, toy["train"], toy["validation"], samples=2, seed=3)
+    rows = result["samples"]
+    assert [r["prediction"] for r in rows] == [1, 1, 0, 0]
+    texts = set(toy["validation"]["text"])
+    for row in rows:
+        assert row["text"] in texts and 0 <= row["propensity"] <= 1
+        assert (row["propensity"] >= 0.5) == bool(row["prediction"]) and row["correct"] == (
+            row["y"] == row["prediction"]
+        )
+    assert rows == stages.validate(naive_bayes, toy["train"], toy["validation"], samples=2, seed=3)["samples"]
+    assert stages.validate(naive_bayes, toy["train"], toy["validation"])["samples"] == []
+
+
+def test_sample_predictions_takes_fewer_when_a_class_is_rare():
+    df = pd.DataFrame({"text": ["a", "b", "c"]})
+    rows = stages.sample_predictions(df, [0.9, 0.1, 0.2], threshold=0.5, per_class=2)
+    assert [(r["text"], r["prediction"]) for r in rows] == [("a", 1), ("b", 0), ("c", 0)]
+    assert "y" not in rows[0]
 
 
 def test_load_and_save_model_are_the_model_store_format(tmp_path, toy_frame):
