@@ -18,10 +18,17 @@ that an in-memory job table cannot give under gunicorn's several worker processe
 
 The locks are local files, so every process that shares the store's ``jobs/`` must share ``lock_dir`` (one host, or
 one container with its worker processes); they are POSIX ``flock`` locks (Linux, macOS; gunicorn is POSIX-only too).
+By default (:func:`default_lock_dir`) the folder follows the store: ``<store>/.locks`` for a local store, and for a
+remote one (``s3://...``) a folder named after the store's URL under ``~/.cache/aml/locks``, so every replica on one
+host that serves the same store shares the lock, and two stores never block each other. Replicas on several hosts
+would each hold a lock of their own: they need a lock all of them see (a lock folder on a shared POSIX file system,
+or a lock service such as a database's advisory lock); without one, two trainings can run at once and a running
+job polled on another host reads as interrupted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -121,17 +128,27 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def default_lock_dir(store: DataStore) -> Path:
+    """Where the locks of ``store``'s jobs live by default: ``<store>/.locks`` for a local store, else
+    ``~/.cache/aml/locks/<first 16 hex digits of the SHA-256 of the store's URL>`` (one folder per store, shared by
+    every process of this host)."""
+    if store.root is not None:
+        return store.root / ".locks"
+    return Path.home() / ".cache" / "aml" / "locks" / hashlib.sha256(store.url.encode()).hexdigest()[:16]
+
+
 class Jobs:
-    """Background jobs whose records live in ``store`` (``jobs/<id>.json``) and whose locks live in ``lock_dir``.
+    """Background jobs whose records live in ``store`` (``jobs/<id>.json``) and whose locks live in ``lock_dir``
+    (default :func:`default_lock_dir`).
 
     ``progress_interval`` is the shortest time between two progress writes (default 0.5 s, i.e. at most 2 a second;
     the status changes are always written)."""
 
-    def __init__(self, store: DataStore, lock_dir: str | Path, progress_interval: float = 0.5):
+    def __init__(self, store: DataStore, lock_dir: str | Path | None = None, progress_interval: float = 0.5):
         if fcntl is None:  # pragma: no cover - Windows
             raise RuntimeError("background jobs need POSIX file locks (fcntl): run the service on Linux or macOS")
         self.store = store
-        self.lock_dir = Path(lock_dir)
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(store)
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         self.progress_interval = progress_interval
         self.busy_retry = 0.1  # seconds submit retries a held lock (a status probe holds it for microseconds)

@@ -13,12 +13,17 @@ Assignment 3 service (:func:`aml.spam.service.harden`, :func:`aml.spam.service.r
 ``POST /train`` 🔒           202 + ``Location: /jobs/<id>``: train, track, register, validate, promote (one at a time)
 ``GET /jobs/<id>``           a job's status, progress and result
 ``POST /score``              ``{"text"}`` → ``{"prediction", "propensity", "model_version"}``; 🔒 ``{"input": path}`` →
-                             batch scoring into ``predictions/`` and the take-down list into ``actions/``
-``POST /evaluate`` 🔒        scored, labelled data → metrics into ``evaluations/``
+                             batch scoring into ``predictions/`` (with its drift report) and the take-down list into
+                             ``actions/``; a challenger in ``config/score.yaml`` shadows the champion or takes an A/B
+                             share (online: ``arm`` in the answer; shadow scores counted in ``/metrics``)
+``POST /evaluate`` 🔒        scored, labelled data → metrics and their monitoring (performance alert, bias by slice,
+                             champion vs challenger) into ``evaluations/``
+``GET /monitoring``          the latest batch drift and evaluation monitoring, with one overall ``drift`` flag
+``GET /monitoring/<p>.html`` their reports (``batch``, ``evaluation``) with plots
 ``GET /health``              liveness, the serving version and the fallback state
 ``GET /models``              registered versions, the champion, which version serves and why
 ``POST /models/reload`` 🔒   reload the champion now (it is also polled every ``refresh_s`` seconds)
-``GET /metrics``             Prometheus metrics: requests, model loads, fallback
+``GET /metrics``             Prometheus metrics: requests, model loads, fallback, shadow agreement, A/B arms
 ===========================  ==========================================================================================
 
 🔒: ``Authorization: Bearer <token>`` (Flask-HTTPAuth). The token comes from ``AML_API_TOKEN``, else from the file
@@ -50,14 +55,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template_string, request, url_for
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
-from aml.mlops import registry
+from aml.mlops import experiments, registry
 from aml.mlops.datastore import DataStore, StoreError, StoreNotFoundError, StorePathError
 from aml.mlops.jobs import BusyError, JobNotFoundError, Jobs
-from aml.project import system
+from aml.project import monitoring, system
 from aml.spam import MODEL_NAME, service
 from aml.spam.scoring import check_threshold
 from aml.spam.sms import DataValidationError
@@ -140,6 +146,7 @@ class ModelHolder:
     _pid: int | None = None
     _seen: tuple | None = None
     _attempted: float = 0.0
+    _versions: dict = field(default_factory=dict)
 
     def get(self) -> system.ServingModel | None:
         """The model, loading it on the first call in this process (and starting the poller)."""
@@ -204,6 +211,21 @@ class ModelHolder:
                 self.reload(force=False)
             except Exception:
                 log.exception("polling the registry failed")
+
+    def version_model(self, version: str) -> system.ServingModel:
+        """Registered ``version`` ready to serve: the serving model when it is that version, else loaded once and
+        kept (:func:`aml.project.system.load_version_model`; the challenger of an experiment, or the model an
+        evaluation's rows were scored with). Raises :class:`~aml.project.system.StageError` for an unknown
+        version."""
+        model = self.get()
+        if model is not None and model.version == str(version):
+            return model
+        with self._lock:
+            if str(version) not in self._versions:
+                if len(self._versions) >= 2:  # a challenger and one older version at most
+                    self._versions.pop(next(iter(self._versions)))
+                self._versions[str(version)] = system.load_version_model(self.name, str(version))
+            return self._versions[str(version)]
 
     def describe(self) -> dict:
         """What ``/health`` reports about the model: ``ready``, what serves (version, source, threshold, scorer),
@@ -310,9 +332,7 @@ def create_app(
     if token is None:
         token, where = resolve_token(store)
         log.info("API token from %s", where)
-    if lock_dir is None:
-        lock_dir = store.root / ".locks" if store.root else Path.home() / ".cache" / "aml" / "locks"
-    jobs = Jobs(store, lock_dir)
+    jobs = Jobs(store, lock_dir)  # lock_dir None: aml.mlops.jobs.default_lock_dir (shared by replicas on one host)
     jobs.recover()
     holder = ModelHolder(model_name, refresh_s)
 
@@ -332,6 +352,11 @@ def create_app(
     prom.Gauge("aml_model_load_failures", "versions that failed to load or smoke-test", registry=metrics).set_function(
         lambda: float(holder.load_failures)
     )
+    shadow_total = prom.Counter(
+        "aml_shadow_scores", "online messages the shadow challenger scored, by agreement", ["agree"], registry=metrics
+    )
+    arm_total = prom.Counter("aml_ab_requests", "online A/B requests by arm", ["arm"], registry=metrics)
+    online_experiment = system.make_config("score", defaults["score"])
 
     app = Flask(__name__)
     service.harden(app, max_bytes)
@@ -375,13 +400,37 @@ def create_app(
         if not text.strip():
             raise BadRequest('"text" must not be empty')
         model = serving()
+        answer: dict[str, Any] = {}
+        challenger = experiment_model(model)
+        if challenger is not None and online_experiment.mode == "ab":
+            key = payload.get("id", text)  # sticky by message id (the text itself when the caller sends none)
+            arm = experiments.arm(key, online_experiment.share)
+            arm_total.labels(arm).inc()
+            answer["arm"] = arm
+            if arm == experiments.CHALLENGER:
+                model = challenger
         prediction, propensity = model.score_one(text)
+        if challenger is not None and online_experiment.mode == "shadow":
+            shadow_prediction, _ = challenger.score_one(text)  # scored, counted, never returned
+            shadow_total.labels(str(shadow_prediction == prediction).lower()).inc()
         if threshold is not service._ABSENT:
             try:
                 prediction = propensity >= check_threshold(threshold)
             except (TypeError, ValueError) as exc:
                 raise BadRequest(f'"threshold": {exc}') from None
-        return {"prediction": bool(prediction), "propensity": propensity, "model_version": model.version}
+        return {"prediction": bool(prediction), "propensity": propensity, "model_version": model.version, **answer}
+
+    def experiment_model(model: system.ServingModel) -> system.ServingModel | None:
+        """The online experiment's challenger (``config/score.yaml``), or ``None`` when there is none, it is the
+        serving version itself, or it cannot load (logged: the champion keeps answering)."""
+        version = online_experiment.challenger
+        if version is None or version == model.version:
+            return None
+        try:
+            return holder.version_model(version)
+        except Exception as exc:
+            log.warning("the challenger (version %s) cannot serve: %s", version, exc)
+            return None
 
     def stage_errors(fn, *args, **kwargs):
         """Run a stage, turning its errors into HTTP answers (never a 500 for the caller's mistakes)."""
@@ -433,6 +482,8 @@ def create_app(
                     "GET /models": "registered versions and the serving one",
                     "POST /models/reload": "reload the champion now (token)",
                     "GET /metrics": "Prometheus metrics",
+                    "GET /monitoring": "the latest batch drift and evaluation monitoring, overall drift flag",
+                    "GET /monitoring/<batch|evaluation>.html": "their reports with plots",
                 },
                 "store": store.url,
             }
@@ -520,7 +571,12 @@ def create_app(
     def batch_score(payload):
         path = store_path(store, payload)
         options = {k: v for k, v in payload.items() if k != "input"}
-        return jsonify(stage_errors(system.score_batch, store, serving(), path, config("score", options)))
+        cfg = config("score", options)
+        model = serving()
+        challenger = None
+        if cfg.challenger is not None and cfg.challenger != model.version:
+            challenger = stage_errors(holder.version_model, cfg.challenger)
+        return jsonify(stage_errors(system.score_batch, store, model, path, cfg, challenger))
 
     @app.post("/evaluate")
     @auth.login_required
@@ -528,7 +584,26 @@ def create_app(
         payload = json_body()
         path = store_path(store, payload)
         options = {k: v for k, v in payload.items() if k != "input"}
-        return jsonify(stage_errors(system.evaluate, store, path, config("evaluate", options)))
+        cfg = config("evaluate", options)
+        return jsonify(stage_errors(system.evaluate, store, path, cfg, models=holder.version_model))
+
+    @app.get("/monitoring")
+    def monitoring_state():
+        state = stage_errors(monitoring.latest, store)
+        state["pages"] = {
+            "batch": url_for("monitoring_page", part="batch"),
+            "evaluation": url_for("monitoring_page", part="evaluation"),
+        }
+        return jsonify(state)
+
+    @app.get("/monitoring/<part>.html")
+    def monitoring_page(part: str):
+        try:
+            return Response(monitoring.page(store, part), mimetype="text/html")
+        except KeyError as exc:
+            raise NotFound(exc.args[0]) from None
+        except FileNotFoundError as exc:
+            raise NotFound(str(exc)) from None
 
     return app
 

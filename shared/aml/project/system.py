@@ -456,7 +456,6 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
             seed=config.seed,
         )
         mlflow.log_dict(trained.gate, "validation/report.json")  # the whole report: checks, bank, samples
-        mlflow.log_table(pd.DataFrame(trained.gate["samples"]), "validation/samples.json")
         mlflow.set_tags(
             {
                 "data_version": data_version,

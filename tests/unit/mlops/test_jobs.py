@@ -293,3 +293,16 @@ def test_a_status_probe_does_not_fail_a_submission(jobs, monkeypatch):
 
 def test_no_spam_import():
     assert "aml.spam" not in Path(jobs_module.__file__).read_text()
+
+
+def test_the_default_lock_folder_follows_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    local = DataStore(tmp_path / "store")
+    assert jobs_module.default_lock_dir(local) == local.root / ".locks"
+    assert Jobs(local).lock_dir == local.root / ".locks"
+    # a remote store: one folder per store URL in this host's cache, the same for every replica serving that store
+    first, again, other = DataStore("memory://team/a"), DataStore("memory://team/a/"), DataStore("memory://team/b")
+    folder = jobs_module.default_lock_dir(first)
+    assert folder.parent == tmp_path / "home" / ".cache" / "aml" / "locks" and len(folder.name) == 16
+    assert jobs_module.default_lock_dir(again) == folder != jobs_module.default_lock_dir(other)
+    assert Jobs(first).lock_dir == folder and folder.is_dir()

@@ -10,6 +10,7 @@ tested in ``project/test/integration.py``, its page in a real browser in ``proje
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import stat
@@ -516,6 +517,125 @@ def test_metrics_count_requests(client):
     assert re.search(r'aml_requests_total\{endpoint="/score",status="200"\} [1-9]', text)
     assert re.search(r'aml_requests_total\{endpoint="unmatched",status="404"\} [1-9]', text)
     assert "aml_model_ready 1.0" in text
+
+
+# -- monitoring and experiments --------------------------------------------------------------------------------------
+
+
+def test_monitoring_before_anything_was_scored(fresh):
+    state = fresh.client.get("/monitoring")
+    assert state.status_code == 200
+    assert {k: state.json[k] for k in ("batch", "evaluation", "drift")} == {
+        "batch": None,
+        "evaluation": None,
+        "drift": False,
+    }
+    assert state.json["pages"] == {"batch": "/monitoring/batch.html", "evaluation": "/monitoring/evaluation.html"}
+    assert "POST /score" in assert_json_error(fresh.client.get("/monitoring/batch.html"), 404)["message"]
+    assert "expected one of" in assert_json_error(fresh.client.get("/monitoring/dashboard.html"), 404)["message"]
+
+
+def test_batch_score_and_evaluate_are_monitored(served):
+    client = served.client
+    test = served.prepared["outputs"]["test"]
+    scored = client.post("/score", json={"input": test}, headers=AUTH)
+    assert scored.status_code == 200, scored.json
+    assert isinstance(scored.json["monitoring"]["drift"], bool) and scored.json["experiment"] is None
+    evaluated = client.post("/evaluate", json={"input": scored.json["output"]}, headers=AUTH)
+    assert evaluated.status_code == 200, evaluated.json
+    watched = evaluated.json["monitoring"]["performance"]["alerts"]
+    assert [a["name"] for a in watched] == ["aucpr", "precision", "recall"]
+    state = client.get("/monitoring").json
+    assert state["batch"]["run"] == scored.json["run"] and state["evaluation"]["run"] == evaluated.json["run"]
+    assert state["drift"] == bool(state["batch"]["drift"] or state["evaluation"]["drift"])
+    for check in state["batch"]["stats"]:
+        assert isinstance(check["value"], float) and isinstance(check["threshold"], float), check
+    assert state["evaluation"]["bias"]["worst"] in {row["slice"] for row in state["evaluation"]["bias"]["slices"]}
+    for part in ("batch", "evaluation"):
+        page = client.get(f"/monitoring/{part}.html")
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        assert "data:image/png;base64," in page.get_data(as_text=True)
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """Own stores with version 1 (naive Bayes) and version 2 (linear SVM, the champion), for the experiments; MLflow
+    points at them only inside :func:`experiment_app` (the module's other tests use ``served``'s registry)."""
+    root = tmp_path_factory.mktemp("experiments")
+    uri = tracking.new_store(root / "mlflow")
+    store = DataStore(root / "data")
+    with tracking.using(uri, experiment="test-api-experiments"):
+        system.ingest_raw(store, sms_slice(root / "SMSSpamCollection"))
+        prepared = system.prepare(store)
+        lenient = {"max_gap": 1.0, "min_aucpr": 0.0}
+        system.train(store, system.make_config("train", {**FAST, **lenient}))
+        second = system.train(store, system.make_config("train", {"model": "tfidf_linear_svm", **lenient}))
+        registry.promote(MODEL_NAME, second["model_version"])
+    return SimpleNamespace(root=root, uri=uri, store=store, prepared=prepared)
+
+
+@contextlib.contextmanager
+def experiment_app(two_versions, **score):
+    """A test client of a service over :func:`two_versions`' stores with ``score`` as its ``config/score.yaml``."""
+    with tracking.using(two_versions.uri, experiment="test-api-experiments"):
+        app = api.create_app(
+            two_versions.store, {"score": score}, token=TOKEN, lock_dir=two_versions.root / "locks", refresh_s=0
+        )
+        yield app.test_client()
+
+
+def test_online_ab_split_is_sticky_by_message_id(two_versions):
+    with experiment_app(two_versions, challenger="1", mode="ab", share=0.5) as client:
+        ab_checks(client)
+
+
+def ab_checks(client):
+    answers = [client.post("/score", json={"text": HAM_EXAMPLES[0], "id": f"user-{i}"}).json for i in range(40)]
+    arms = [a["arm"] for a in answers]
+    assert set(arms) == {"champion", "challenger"}
+    for answer in answers:
+        assert answer["model_version"] == ("1" if answer["arm"] == "challenger" else "2")
+    again = [client.post("/score", json={"text": SPAM_EXAMPLES[0], "id": f"user-{i}"}).json["arm"] for i in range(40)]
+    assert again == arms  # the same ids, the same arms, whatever the text
+    metrics = client.get("/metrics").get_data(as_text=True)
+    counts = {
+        arm: float(re.search(rf'aml_ab_requests_total{{arm="{arm}"}} (\S+)', metrics).group(1)) for arm in set(arms)
+    }
+    assert sum(counts.values()) == 80 and counts["challenger"] == 2 * arms.count("challenger")
+
+
+def test_online_shadow_is_scored_and_counted_never_returned(two_versions):
+    with experiment_app(two_versions, challenger="1", mode="shadow") as client:
+        shadow_checks(client)
+
+
+def shadow_checks(client):
+    texts = [*HAM_EXAMPLES, *SPAM_EXAMPLES]
+    for text in texts:
+        answer = client.post("/score", json={"text": text}).json
+        assert answer["model_version"] == "2" and set(answer) == {"prediction", "propensity", "model_version"}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    counted = sum(float(v) for v in re.findall(r'aml_shadow_scores_total{agree="(?:true|false)"} (\S+)', metrics))
+    assert counted == len(texts), metrics
+
+
+def test_batch_shadow_then_evaluate_recommends(two_versions):
+    with experiment_app(two_versions) as client:
+        batch_checks(client, two_versions.prepared["outputs"]["test"])
+
+
+def batch_checks(client, test):
+    scored = client.post("/score", json={"input": test, "challenger": "1", "mode": "shadow"}, headers=AUTH)
+    assert scored.status_code == 200, scored.json
+    assert scored.json["experiment"]["mode"] == "shadow" and scored.json["experiment"]["challenger_version"] == "1"
+    evaluated = client.post("/evaluate", json={"input": scored.json["output"]}, headers=AUTH).json
+    experiment = evaluated["monitoring"]["experiment"]
+    assert experiment["recommendation"] in ("promote", "keep") and experiment["low"] <= experiment["high"]
+    assert (experiment["champion_version"], experiment["challenger_version"]) == ("2", "1")
+    unknown = client.post("/score", json={"input": test, "challenger": "9"}, headers=AUTH)
+    assert "has no version '9'" in assert_json_error(unknown, 400)["message"]
+    bad = client.post("/score", json={"input": test, "mode": "canary"}, headers=AUTH)
+    assert "mode must be one of" in assert_json_error(bad, 400)["message"]
 
 
 def test_fallback_after_the_newest_version_is_broken(served):
