@@ -9,7 +9,11 @@ In one run, over fresh stores in a temporary folder (prepare + one training firs
    server (``python src/app.py --server gunicorn``, 2 workers): end to end — read from the data store, score, write
    the predictions and the take-down list — messages/s as the client sees it (best of ``--repeats``);
 3. online ``POST /score`` under wrk (16 connections, 2 threads, ``--seconds``): requests/s, p50, p99, errors, and
-   the ratio to the in-process single-message rate of the served scorer.
+   the ratio to the in-process single-message rate of the served scorer;
+4. the cost of monitoring a 5,000-message batch (:func:`aml.project.monitoring.batch_report` and storing its
+   record, what batch ``/score`` adds per batch) against the batch's scoring time (``system.score_batch`` without
+   monitoring: read, score, write), best of ``--repeats``; the first batch of a model version also builds the
+   reference (:func:`aml.project.system.reference_for`), reported apart. Aim: ≤ 20%.
 
 The load generator shares the 2 cores with the server, so the served figures are a lower bound. Results are printed
 as a Markdown table (for ``project/README.md``) and recorded in ``build/metrics.json`` under ``project.benchmark``.
@@ -77,6 +81,41 @@ def in_process(store: DataStore, run: str, repeats: int) -> tuple[dict, list[str
     }, texts
 
 
+MONITORED = 5000
+
+
+def monitoring_cost(store: DataStore, texts: list[str], repeats: int) -> dict:
+    """Seconds to score a batch of :data:`MONITORED` messages (stage without monitoring) and to monitor it."""
+    import pandas as pd
+
+    from aml.project import monitoring
+
+    run = store.new_run("scoring")
+    path = store.run_path("scoring", run, "bench.csv")
+    batch = pd.DataFrame({"id": [f"b{i}" for i in range(MONITORED)], "text": (texts * 2)[:MONITORED]})
+    store.write_bytes(path, batch.to_csv(index=False).encode("utf-8"))
+    model = system.load_serving_model(MODEL_NAME)
+    quiet = system.ScoreConfig(takedown=False, monitoring=False)
+    scoring = min(system.score_batch(store, model, path, quiet)["seconds"] for _ in range(repeats))
+    propensity = model.propensities(batch["text"])
+    reference_s = _timed(lambda m: system.reference_for(store, m), model)
+
+    def monitor(_):
+        report = monitoring.batch_report(system.reference_for(store, model), batch["text"], propensity)
+        store.write_json(
+            store.run_path("scoring", run, "drift.json"), monitoring.batch_record(report, model._reference, MONITORED)
+        )
+
+    monitor_s = min(_timed(monitor, None) for _ in range(repeats))
+    return {
+        "monitored_messages": MONITORED,
+        "scoring_s": scoring,
+        "monitoring_s": monitor_s,
+        "monitoring_share": monitor_s / scoring,
+        "reference_build_s": reference_s,
+    }
+
+
 def served(env: dict, path: str, repeats: int, seconds: float) -> dict:
     command = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
     with procs.serve(command, cwd=HERE, env=env, timeout=120) as server:
@@ -114,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         with tracking.using(uri, "sms-spam-filter-project"):
             prepared = system.prepare(store)
             system.train(store, system.TrainConfig(params={"C": 1.0}))
-            local, _ = in_process(store, prepared["run"], args.repeats)
+            local, texts = in_process(store, prepared["run"], args.repeats)
+            local |= monitoring_cost(store, texts, args.repeats)
         remote = served({**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds)
     wrk = remote["wrk"]
     single_rate = 1000.0 / local["served_single"]["mean_ms"]
@@ -146,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {wrk['latency_ms']['p99']:.1f} ms, {figures['online_errors']} errors",
         ),
         ("online req/s ÷ in-process single-message rate", f"{figures['online_ratio_to_in_process']:.2f}"),
+        (
+            f"monitoring a batch of {local['monitored_messages']:,} (drift checks + record) vs scoring it (read, score, "
+            "write)",
+            f"{local['monitoring_s'] * 1e3:.0f} ms vs {local['scoring_s'] * 1e3:.0f} ms: "
+            f"{local['monitoring_share']:.0%} (aim ≤ 20%)",
+        ),
+        ("first batch of a model version: building the monitoring reference", f"{local['reference_build_s']:.2f} s"),
     ]
     print(f"\n{figures['date']}, {figures['machine']}\n\n| measurement | result |\n| --- | --- |")
     for name, value in rows:

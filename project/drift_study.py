@@ -1,6 +1,7 @@
 """Drift-monitoring study (an experiment, not a test): ``python project/drift_study.py [--batches 20] [--size 300]``.
 
-How often does :func:`aml.mlops.drift.drift_report` raise a false alarm on batches from the same distribution as the
+How often does the service's batch monitoring (:func:`aml.project.monitoring.batch_report`, the same function
+``POST /score`` stores per batch) raise a false alarm on batches from the same distribution as the
 training data, and does it catch batches that are not? On the SMS collection split 70/15/15
 (:func:`aml.spam.stages.prepare_train_validation_test_split`, seed 42), with the train split as the reference:
 
@@ -12,7 +13,7 @@ training data, and does it catch batches that are not? On the SMS collection spl
    phishing campaign unlike the collection's spam (parcel-delivery fees and crypto "giveaways" with random names,
    amounts, links; templates below) — target 100 %.
 
-Each report checks seven per-message numeric features, the spam propensity of a word + char TF-IDF logistic
+Each report checks the eight key predictors of :data:`aml.spam.profiling.FEATURES` (KS and PSI), the spam propensity of a word + char TF-IDF logistic
 regression fitted on train (reference: its propensities on the validation split; in-sample ones on train are more
 extreme, and cross-validated ones come from other fits: with either, the propensity KS flagged every test batch), the
 out-of-vocabulary ratio and the domain-classifier AUC. Rates are printed per check as well as overall. The
@@ -31,33 +32,8 @@ import pandas as pd
 
 from aml.core import datasets
 from aml.mlops import drift
+from aml.project import monitoring
 from aml.spam import models, sms, stages
-
-FEATURES = ["length_chars", "length_words", "digit_share", "upper_ratio", "has_url", "currency", "phone_runs"]
-
-
-# STAND-IN: to be swapped for aml.spam.profiling.message_features (being written for the same purpose) once it lands;
-# keep the column names above in step with it.
-def message_features(texts: pd.Series) -> pd.DataFrame:
-    """Per-message numeric features with pandas ``.str`` operations (stand-in, see above)."""
-    t = texts.astype("string").fillna("")
-    chars = t.str.len().astype(float)
-    letters = t.str.count(r"[A-Za-z]").astype(float)
-    return pd.DataFrame(
-        {
-            "length_chars": chars,
-            "length_words": t.str.split().str.len().fillna(0).astype(float),
-            "digit_share": (t.str.count(r"\d") / chars.where(chars > 0)).fillna(0.0).astype(float),
-            "upper_ratio": (t.str.count(r"[A-Z]") / letters.where(letters > 0)).fillna(0.0).astype(float),
-            "has_url": t.str.contains(r"https?://|www\.|\b\w+\.(?:com|co\.uk|net|org|ly|io)\b", case=False)
-            .astype(float)
-            .to_numpy(),
-            "currency": t.str.count(r"[£$€]").astype(float),
-            "phone_runs": t.str.count(r"\d{5,}").astype(float),
-        },
-        index=texts.index,
-    )
-
 
 # --- a synthetic campaign unlike the collection's spam (which is mostly 2000s UK premium-rate prize/ringtone texts) --
 NAMES = ["Sarah", "James", "Priya", "Tom", "Olivia", "Mohammed", "Emma", "Lucas", "Chloe", "Daniel", "Aisha", "Jack"]
@@ -109,24 +85,14 @@ def campaign(n: int, seed: int) -> list[str]:
     return out
 
 
-def frame(texts, model) -> pd.DataFrame:
-    texts = pd.Series(list(texts), dtype="string").reset_index(drop=True)
-    out = message_features(texts)
-    out["text"] = texts.astype(object)
-    out["propensity"] = model.predict_proba(texts.tolist())[:, 1]
-    return out
-
-
-def run(name: str, reference: pd.DataFrame, batches: list[pd.DataFrame], reference_propensity) -> pd.DataFrame:
-    """One row per batch: each check's value, and the verdict."""
+def run(name: str, reference: monitoring.Reference, model, batches: list[list[str]]) -> pd.DataFrame:
+    """One row per batch: each check's value and flag (the service's :func:`aml.project.monitoring.batch_report`),
+    and the verdict."""
     rows = []
-    for i, batch in enumerate(batches):
-        report = drift.drift_report(
-            reference, batch, FEATURES, "text", "propensity", seed=i, reference_propensity=reference_propensity
-        )
+    for i, texts in enumerate(batches):
+        report = monitoring.batch_report(reference, texts, model.predict_proba(texts)[:, 1], seed=i)
         rows.append({"batch": i, "drift": report.drift} | {s.name: s.value for s in report.stats})
-        flags = {s.name: s.drifted for s in report.stats}
-        rows[-1] |= {f"{k}?": v for k, v in flags.items()}
+        rows[-1] |= {f"{s.name}?": s.drifted for s in report.stats}
     table = pd.DataFrame(rows)
     print(f"\n== {name}: {len(batches)} batches, drift flagged in {table['drift'].mean():.0%}")
     return table
@@ -153,14 +119,13 @@ def main() -> None:
     print(f"splits: train {len(train)}, validation {len(validation)}, test {len(test)}")
 
     model = models.tfidf_logreg().fit(train["text"].tolist(), train["y"])
-    reference = message_features(train["text"]).assign(text=train["text"].astype(object))
-    # the propensity reference: the served model on unseen data (validation), not its in-sample fit on train
-    reference_propensity = model.predict_proba(validation["text"].tolist())[:, 1]
+    # the service's reference: training texts; the propensity reference is the model on unseen data (validation)
+    reference = monitoring.Reference.build(
+        "study", "seed 42", 0.5, train["text"], validation["y"], model.predict_proba(validation["text"].tolist())[:, 1]
+    )
 
-    def sample(df: pd.DataFrame) -> list[pd.DataFrame]:
-        return [
-            frame(df["text"].iloc[rng.choice(len(df), args.size, replace=False)], model) for _ in range(args.batches)
-        ]
+    def sample(df: pd.DataFrame) -> list[list[str]]:
+        return [df["text"].iloc[rng.choice(len(df), args.size, replace=False)].tolist() for _ in range(args.batches)]
 
     tweets = pd.read_csv(datasets.fetch("tweet_sentiment") / "train.csv", usecols=["text"])["text"].dropna().str.strip()
     tweets = tweets[tweets != ""].reset_index(drop=True).to_frame()
@@ -168,9 +133,9 @@ def main() -> None:
         "calibration (validation)": sample(validation),
         "false alarms (test)": sample(test),
         "tweets": sample(tweets),
-        "phishing campaign": [frame(campaign(args.size, seed=1000 + i), model) for i in range(args.batches)],
+        "phishing campaign": [campaign(args.size, seed=1000 + i) for i in range(args.batches)],
     }
-    tables = {name: run(name, reference, batches, reference_propensity) for name, batches in scenarios.items()}
+    tables = {name: run(name, reference, model, batches) for name, batches in scenarios.items()}
 
     calibration = tables["calibration (validation)"]
     thresholds = {"ks": drift.KS_MIN_EFFECT, "psi": drift.PSI_THRESHOLD, "oov_ratio": drift.OOV_MAX_RATIO}
@@ -184,7 +149,7 @@ def main() -> None:
         }
     )
     null["max / threshold"] = null["max"] / null["threshold"]
-    print("\nnull distribution on validation batches (KS: statistic; a KS flag also needs p < 0.01 / 8):")
+    print("\nnull distribution on validation batches (KS: statistic; a KS flag also needs p < 0.01 / 9):")
     print(null.round(3).to_string())
     detection = {name: t for name, t in tables.items() if name in ("tweets", "phishing campaign")}
     print("\nshare of batches flagged, per check:")

@@ -3,7 +3,7 @@
 
 The tests of this module share one set of stores and run in order: the service before any model (503 with what
 to call first), auth and path confinement, prepare → train → score → evaluate, one training at a time with online
-scoring answering during it, the registry fallback on start-up with a deliberately broken newest version, and a
+scoring answering during it, monitoring (held-out SMS not flagged, tweets flagged) and a shadow test, the registry fallback on start-up with a deliberately broken newest version, and a
 ``kill -9`` of the whole service during a ``/prepare`` and a training (the previous ``latest`` intact and readable,
 the interrupted job reported as failed after the restart). The container and the CD hook are tested in
 ``integration_container.py``, the page in a real browser in ``integration_browser.py``.
@@ -20,9 +20,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 
+from aml.core import datasets
 from aml.devtools import procs, testenv
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
@@ -158,6 +160,47 @@ def test_one_training_at_a_time_while_online_scoring_answers(stores):
         assert job["status"] == "succeeded" and job["result"]["model_version"] == "2", job
         assert job["result"]["promoted"]  # same data, same model: as good as the champion
         wait_served(url, "2")
+
+
+def test_monitoring_and_a_shadow_test_through_the_service(stores):
+    """Batches scored by the running service are monitored: held-out SMS do not drift, tweets do; the evaluation
+    watches performance and slices; a shadow test of version 1 against the champion (2) gets a recommendation."""
+    store, state = stores["store"], stores["state"]
+    tweets = pd.read_csv(datasets.fetch("tweet_sentiment") / "test.csv", usecols=["text"]).dropna().head(400)
+    arrived = store.new_run("scoring")
+    path = store.run_path("scoring", arrived, "tweets.csv")
+    store.write_bytes(path, tweets.assign(id=[f"t{i}" for i in range(len(tweets))]).to_csv(index=False).encode())
+    test_split = state["prepared"]["outputs"]["test"]
+    with service(stores) as server:
+        url = server.url
+        wait_served(url, "2")
+        sms_batch = requests.post(f"{url}/score", json={"input": test_split}, headers=AUTH, timeout=120).json()
+        assert sms_batch["monitoring"]["drift"] is False, sms_batch["monitoring"]
+        assert requests.get(f"{url}/monitoring", timeout=60).json()["batch"]["drift"] is False
+
+        tweet_batch = requests.post(f"{url}/score", json={"input": path}, headers=AUTH, timeout=120).json()
+        assert tweet_batch["monitoring"]["drift"] is True and "text:domain_auc" in tweet_batch["monitoring"]["drifted"]
+        state_now = requests.get(f"{url}/monitoring", timeout=60).json()
+        assert state_now["drift"] is True and state_now["batch"]["run"] == tweet_batch["run"]
+        page = requests.get(url + state_now["pages"]["batch"], timeout=60)
+        assert page.status_code == 200 and page.text.count("data:image/png;base64,") >= 9
+
+        shadow = requests.post(
+            f"{url}/score", json={"input": test_split, "challenger": "1"}, headers=AUTH, timeout=120
+        ).json()
+        assert shadow["experiment"]["mode"] == "shadow" and shadow["experiment"]["agreement"] > 0.95
+        evaluated = requests.post(f"{url}/evaluate", json={"input": shadow["output"]}, headers=AUTH, timeout=120)
+        assert evaluated.status_code == 200, evaluated.text
+        monitored = evaluated.json()["monitoring"]
+        assert monitored["drift"] is False, monitored["performance"]  # the champion performs as validated
+        assert monitored["bias"]["worst"] and monitored["experiment"]["recommendation"] in ("promote", "keep")
+        assert (monitored["experiment"]["champion_version"], monitored["experiment"]["challenger_version"]) == (
+            "2",
+            "1",
+        )
+        final = requests.get(f"{url}/monitoring", timeout=60).json()
+        assert final["evaluation"]["run"] == evaluated.json()["run"] and final["batch"]["run"] == shadow["run"]
+        assert requests.get(url + final["pages"]["evaluation"], timeout=60).status_code == 200
 
 
 def test_a_broken_newest_version_falls_back_to_the_previous_one(stores):

@@ -46,8 +46,9 @@ from aml.core import metrics as _metrics
 from aml.mlops import drift, experiments
 from aml.mlops.datastore import DataStore
 
-#: the most messages of a batch the input checks look at (a seeded sample)
-SAMPLE = 500
+#: the most messages of a batch the input checks look at (a seeded sample): the batch size of the drift study, whose
+#: false-alarm and detection rates are the evidence for the thresholds (project/README.md)
+SAMPLE = 300
 #: the performance metrics watched at the serving threshold
 WATCHED = ("aucpr", "precision", "recall")
 #: bootstrap resamples of the validation split for the expected intervals
@@ -61,7 +62,8 @@ TEXT, TARGET, PROPENSITY, PREDICTION = "text", "y", "propensity", "prediction"
 @dataclass
 class Reference:
     """What batches are compared with, for one served model version: the training split's ``features`` (with its
-    ``texts``) and the model's propensities on the validation split with their labels, at its ``threshold``."""
+    ``texts``), the reference side of the text checks prepared once (``text``, :func:`aml.mlops.drift.text_reference`)
+    and the model's propensities on the validation split with their labels, at its ``threshold``."""
 
     model_version: str
     split_run: str
@@ -69,6 +71,7 @@ class Reference:
     features: pd.DataFrame
     validation_y: np.ndarray
     validation_propensity: np.ndarray
+    text: drift.TextReference | None = field(default=None, repr=False)
     _intervals: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -84,7 +87,8 @@ class Reference:
         p = np.asarray(validation_propensity, dtype=float)
         if y.shape != p.shape or y.size == 0:
             raise ValueError(f"validation labels {y.shape} and propensities {p.shape} must match and be non-empty")
-        return cls(str(model_version), str(split_run), float(threshold), features, y, p)
+        text = drift.text_reference(texts.tolist(), max_samples=SAMPLE)
+        return cls(str(model_version), str(split_run), float(threshold), features, y, p, text)
 
     def expected(self, size: int) -> dict[str, dict[str, float]]:
         """``{metric: {"mean", "low", "high"}}`` for :data:`WATCHED`: the validation estimate and the 95% interval a
@@ -129,6 +133,7 @@ def batch_report(reference: Reference, texts, propensity, seed: int = 0, sample:
         seed=seed,
         max_samples=sample,
         reference_propensity=reference.validation_propensity,
+        text_reference=reference.text,
     )
 
 
