@@ -7,12 +7,15 @@ interpreter, so the notebook's environment is the one used); failures raise :cla
 Remotes: a local folder by default (DVC's embedded default, ``dvc remote add -d``); Google Drive
 (``gdrive://<folder-id>``) is an option configured with a service account as DVC documents
 (``gdrive_use_service_account``, ``gdrive_service_account_json_file_path``); it needs the ``dvc-gdrive`` plugin and
-network access, and is never required.
+network access, and is never required. An S3 bucket (``s3://bucket/prefix``, the ``dvc-s3`` plugin) is the team's
+remote: the endpoint of an S3-compatible server is the remote's ``endpointurl`` option, the credentials come from
+the ``AWS_*`` environment as for every S3 client.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,12 +66,24 @@ def dvc(repo: str | Path, *args: str) -> str:
     return run([sys.executable, "-m", "dvc", *args], repo)
 
 
-def remote_settings(kind: str = "local", location: str | Path = "", service_account_json: str | None = None) -> dict:
+def remote_settings(
+    kind: str = "local",
+    location: str | Path = "",
+    service_account_json: str | None = None,
+    endpoint_url: str | None = None,
+) -> dict:
     """The DVC remote to use: ``{"url": ..., "options": {...}}``.
 
     ``kind="local"``: ``location`` is a folder (made absolute). ``kind="gdrive"``: ``location`` is the Drive folder id
-    and ``service_account_json`` the key file of a service account that folder is shared with.
+    and ``service_account_json`` the key file of a service account that folder is shared with. ``kind="s3"``:
+    ``location`` is ``s3://bucket/prefix`` and ``endpoint_url`` the server of an S3-compatible store (none for AWS);
+    the credentials come from the ``AWS_*`` environment of the ``dvc`` commands.
     """
+    if kind == "s3":
+        text = str(location)
+        if not text.startswith("s3://") or not text[5:].strip("/"):
+            raise ValueError(f"an s3 remote needs a URL s3://bucket/prefix, got {text!r}")
+        return {"url": text.rstrip("/"), "options": {"endpointurl": endpoint_url} if endpoint_url else {}}
     if kind == "local":
         if not location:
             raise ValueError("a local remote needs a folder")
@@ -83,7 +98,7 @@ def remote_settings(kind: str = "local", location: str | Path = "", service_acco
                 "gdrive_service_account_json_file_path": str(service_account_json),
             }
         return {"url": f"gdrive://{location}", "options": options}
-    raise ValueError(f"unknown remote kind {kind!r}: expected 'local' or 'gdrive'")
+    raise ValueError(f"unknown remote kind {kind!r}: expected 'local', 'gdrive' or 's3'")
 
 
 def init_repo(path: str | Path, remote: dict, fresh: bool = True) -> Path:
@@ -184,3 +199,49 @@ def compare(first: dict[str, str], second: dict[str, str], names: Sequence[str] 
     table = pd.DataFrame({f"{names[0]} md5": first, f"{names[1]} md5": second})
     table["same"] = table.iloc[:, 0] == table.iloc[:, 1]
     return table
+
+
+# -- dvc repro: which stages ran (the project's "profiling upon change", aml.project.profile_stage) -----------------
+
+#: what :func:`repro` reports for a stage: its command ran; it was up to date; DVC's run cache had its outputs
+RAN, SKIPPED, RESTORED = "ran", "skipped", "restored"
+_REPRO_LINES = {
+    RAN: re.compile(r"^Running stage '([^']+)':", re.MULTILINE),
+    SKIPPED: re.compile(r"^Stage '([^']+)' didn't change, skipping", re.MULTILINE),
+    RESTORED: re.compile(r"^Stage '([^']+)' is cached - skipping run", re.MULTILINE),
+}
+
+
+def parse_repro(output: str) -> dict[str, str]:
+    """``{stage: "ran" | "skipped" | "restored"}`` from the output of ``dvc repro`` (DVC 3's lines ``Running stage
+    'x':``, ``Stage 'x' didn't change, skipping`` and ``Stage 'x' is cached - skipping run, checking out outputs``),
+    in the order DVC reported them. ``.dvc`` files (data sources, not pipeline stages) are left out."""
+    found = sorted(
+        (match.start(), match.group(1), outcome)
+        for outcome, pattern in _REPRO_LINES.items()
+        for match in pattern.finditer(output)
+    )
+    return {stage: outcome for _, stage, outcome in found}
+
+
+def repro(repo: str | Path, *targets: str) -> tuple[dict[str, str], str]:
+    """``dvc repro [targets]`` in ``repo``: ``({stage: "ran" | "skipped" | "restored"}, DVC's output)``. A stage that
+    fails raises :class:`CommandError`; an output without any stage line (DVC changed its wording) raises
+    :class:`RuntimeError` rather than report nothing ran."""
+    output = dvc(repo, "repro", *targets)
+    stages = parse_repro(output)
+    if not stages and "Data and pipelines are up to date" not in output:
+        raise RuntimeError(f"`dvc repro` in {repo} reported no stage:\n{output}")
+    return stages, output
+
+
+def lock_hashes(repo: str | Path, stage: str) -> dict[str, dict[str, str]]:
+    """What ``dvc.lock`` records for ``stage``: ``{"deps": {path: md5}, "outs": {path: md5}}`` (the versions of its
+    inputs and outputs at its last run)."""
+    lock = Path(repo) / "dvc.lock"
+    if not lock.is_file():
+        raise FileNotFoundError(f"{lock} does not exist: `dvc repro` has not run in {repo}")
+    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage)
+    if entry is None:
+        raise KeyError(f"{lock} has no stage {stage!r}")
+    return {kind: {item["path"]: item["md5"] for item in entry.get(kind, [])} for kind in ("deps", "outs")}

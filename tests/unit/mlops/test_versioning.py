@@ -38,7 +38,20 @@ def test_remote_settings(tmp_path):
     with pytest.raises(ValueError, match="needs a folder"):
         versioning.remote_settings("local", "")
     with pytest.raises(ValueError, match="unknown remote"):
-        versioning.remote_settings("s3", "x")
+        versioning.remote_settings("ftp", "x")
+
+
+def test_s3_remote_settings(tmp_path):
+    s3 = versioning.remote_settings("s3", "s3://team-bucket/dvc/", endpoint_url="http://127.0.0.1:9000")
+    assert s3 == {"url": "s3://team-bucket/dvc", "options": {"endpointurl": "http://127.0.0.1:9000"}}
+    assert versioning.remote_settings("s3", "s3://team-bucket/dvc")["options"] == {}  # AWS itself: no endpoint
+    for bad in ("team-bucket/dvc", "s3://", "/tmp/x"):
+        with pytest.raises(ValueError, match="s3://bucket"):
+            versioning.remote_settings("s3", bad)
+    # written into the repository's DVC configuration as DVC's own option (no network needed to configure it)
+    repo = versioning.init_repo(tmp_path / "repo", s3)
+    config_text = (repo / ".dvc" / "config").read_text()
+    assert "url = s3://team-bucket/dvc" in config_text and "endpointurl = http://127.0.0.1:9000" in config_text
 
 
 def test_init_repo_config(repo, tmp_path):

@@ -106,3 +106,69 @@ def test_dvc_repro_and_exp_run(tmp_path, monkeypatch):
     versioning.dvc(repo, "exp", "run", "-S", "split.seed=3")
     shown = versioning.dvc(repo, "exp", "show", "--csv")
     assert "split.seed" in shown and ",3," in shown
+
+
+# -- the project's profile stage (project/dvc.yaml): python -m aml.spam.pipeline profile RAW OUTDIR ------------------
+
+
+def write_sms(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in lines), encoding="utf-8")
+    return path
+
+
+SMS_LINES = [("ham", "see you at 6"), ("spam", "WIN £500 now, call 09061701461"), ("ham", "ok"), ("ham", "ok")]
+
+
+def test_profile_raw_writes_json_and_html(tmp_path):
+    raw = write_sms(tmp_path / "raw" / "SMSSpamCollection", SMS_LINES)
+    result = pipeline.profile_raw(raw, tmp_path / "reports")
+    data = json.loads((tmp_path / "reports" / "profile.json").read_text())
+    assert data == json.loads(json.dumps(result.to_dict())) and data["rows"] == 4
+    assert data["target"]["counts"] == {"ham": 3, "spam": 1} and data["duplicates"]["rows"] == 1
+    page = (tmp_path / "reports" / "profile.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and str(raw) in page
+    # the same data gives byte-identical files: DVC's run cache and the hashes compare versions
+    first = {p.name: p.read_bytes() for p in (tmp_path / "reports").iterdir()}
+    pipeline.profile_raw(raw, tmp_path / "reports")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "reports").iterdir()} == first
+    # invalid values are counted (the profile is where they show), not refused
+    bad = write_sms(tmp_path / "bad", [("eggs", "  "), *SMS_LINES])
+    counted = pipeline.profile_raw(bad, tmp_path / "bad-reports")
+    assert counted.invalid["unknown_label"]["count"] == 1 and counted.invalid["empty_text"]["count"] == 1
+
+
+def test_profile_raw_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        pipeline.profile_raw(tmp_path / "missing", tmp_path / "reports")
+    (tmp_path / "three").write_text("ham\ta\tb\n")
+    with pytest.raises(ValueError, match="expected 2 tab-separated columns"):
+        pipeline.profile_raw(tmp_path / "three", tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
+
+
+def test_main_profile_stage_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_sms(tmp_path / pipeline.PROFILE_RAW, SMS_LINES)
+    assert pipeline.main(["profile"]) == 0  # the defaults: data/raw/SMSSpamCollection -> reports/
+    assert json.loads((tmp_path / "reports" / "profile.json").read_text())["rows"] == 4
+    write_sms(tmp_path / "other.tsv", SMS_LINES[:2])
+    assert pipeline.main(["profile", "other.tsv", "out"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["profile.html", "profile.json"]
+    assert json.loads((tmp_path / "out" / "profile.json").read_text())["rows"] == 2
+    for argv in (["profile", "a", "b", "c"], ["prepare", "data/raw_data.csv"]):
+        with pytest.raises(SystemExit):
+            pipeline.main(argv)
+
+
+def test_project_dvc_yaml_is_the_profile_stage():
+    """project/dvc.yaml calls this CLI on the DVC-tracked raw file, with the profiling code as dependencies."""
+    stage = yaml.safe_load((ROOT / "project" / "dvc.yaml").read_text())["stages"]["profile"]
+    assert stage["cmd"].split()[:4] == ["python", "-m", "aml.spam.pipeline", "profile"]
+    assert stage["cmd"].split()[4:] == [pipeline.PROFILE_RAW, pipeline.PROFILE_DIR]
+    assert stage["deps"][0] == pipeline.PROFILE_RAW
+    assert stage["outs"] == [f"{pipeline.PROFILE_DIR}/{name}" for name in pipeline.PROFILE_FILES]
+    library = yaml.safe_load((ROOT / "project" / "params.yaml").read_text())["library"]
+    code = [d.replace("${library}", library) for d in stage["deps"][1:]]
+    assert {Path(pipeline.__file__).name, "profiling.py", "sms.py"} == {Path(c).name for c in code}
+    assert all((ROOT / "project" / c).resolve().is_file() for c in code)  # the paths resolve from project/
