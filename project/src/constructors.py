@@ -6,8 +6,13 @@ part                   setting                                             defau
 =====================  ==================================================  ===========================================
 data store             ``AML_DATA_STORE`` (a folder or a URL)               ``store/data``
 model store            ``MLFLOW_TRACKING_URI`` (SQLite file or a server)    ``sqlite:///store/mlflow/mlflow.db``
-joblib exports         ``AML_MODEL_STORE``                                  ``store/models``
+joblib exports         ``AML_MODEL_STORE`` (a folder, or ``none``)          ``store/models``
 =====================  ==================================================  ===========================================
+
+At team scale (``README.md``, "Team scale") the data store is ``s3://<bucket>/data``, the model store an MLflow
+server on PostgreSQL with its artifacts in the bucket, and ``AML_MODEL_STORE=none``: the registry is the one model
+store every replica shares, and a joblib copy on the disk of whichever replica ran ``/train`` would be found by no
+other replica.
 """
 
 from __future__ import annotations
@@ -31,9 +36,18 @@ def data_store() -> DataStore:
     return DataStore.from_env(STORE / "data")
 
 
+#: the value of ``AML_MODEL_STORE`` that turns the joblib exports off (team scale: the registry is the model store)
+NO_EXPORTS = "none"
+
+
 def model_exports() -> Path:
     """Where ``/train`` writes ``<model>_<version>/`` joblib exports: ``AML_MODEL_STORE``, else ``store/models``."""
     return Path(os.environ.get("AML_MODEL_STORE") or STORE / "models")
+
+
+def exports_enabled() -> bool:
+    """False when ``AML_MODEL_STORE`` is ``none``: ``/train`` then writes no joblib export."""
+    return os.environ.get("AML_MODEL_STORE", "").strip().lower() != NO_EXPORTS
 
 
 def tracking_uri() -> str:
@@ -52,7 +66,7 @@ def defaults() -> dict[str, dict]:
     """The stages' configuration files, with the train stage's file locations filled in."""
     configs = helpers.all_defaults()
     train = configs["train"]
-    train["exports"] = train.get("exports") or str(model_exports())
+    train["exports"] = train.get("exports") or (str(model_exports()) if exports_enabled() else None)
     train["dockerfile"] = train.get("dockerfile") or (str(DOCKERFILE) if DOCKERFILE.is_file() else None)
     return configs
 
@@ -74,6 +88,7 @@ __all__ = [
     "build_app",
     "data_store",
     "defaults",
+    "exports_enabled",
     "model_exports",
     "model_store",
     "stage_config",

@@ -24,7 +24,7 @@ import train
 from aml.mlops import registry
 from aml.mlops.datastore import StoreNotFoundError, StorePathError
 from aml.project import system
-from aml.spam import MODEL_NAME, stages
+from aml.spam import MODEL_NAME, behaviour, stages
 from aml.spam.sms import DataValidationError
 
 # -- configuration ---------------------------------------------------------------------------------------------------
@@ -34,6 +34,13 @@ def test_every_config_file_is_valid():
     for stage in helpers.STAGES:
         assert system.make_config(stage, helpers.defaults(stage)) is not None
     assert constructors.defaults()["train"]["dockerfile"].endswith("Dockerfile")
+
+
+def test_model_store_none_turns_the_joblib_exports_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("AML_MODEL_STORE", str(tmp_path / "exports"))
+    assert constructors.exports_enabled() and constructors.defaults()["train"]["exports"] == str(tmp_path / "exports")
+    monkeypatch.setenv("AML_MODEL_STORE", "none")  # team scale: the registry on the tracking server is the model store
+    assert not constructors.exports_enabled() and constructors.defaults()["train"]["exports"] is None
 
 
 @pytest.mark.parametrize(
@@ -113,7 +120,13 @@ def test_prepare_names_a_missing_raw_file_and_refuses_escapes(stores):
 def test_train_tracks_registers_validates_and_promotes(trained):
     result = trained["train"]
     assert result["model_version"] == "1" and result["promoted"] and result["champion"] == "1"
-    assert result["gate"]["passed"] and set(result["gate"]["checks"]) == {"overfit", "min_aucpr"}
+    gate = result["gate"]
+    assert gate["passed"] and set(gate["checks"]) == {"overfit", "min_aucpr"} | {
+        f"behaviour:{k}" for k in behaviour.GATE
+    }
+    assert gate["champion_aucpr"] is None and gate["behaviour"]["bank_size"] >= 60  # no champion yet; the bank ran
+    samples = gate["samples"]
+    assert [s["prediction"] for s in samples] == [1] * system.VALIDATION_SAMPLES + [0] * system.VALIDATION_SAMPLES
     assert result["metrics"]["validation"]["aucpr"] > 0.97
     client = mlflow.MlflowClient()
     run = client.get_run(result["mlflow_run_id"])
@@ -122,7 +135,11 @@ def test_train_tracks_registers_validates_and_promotes(trained):
     assert run.data.tags["data_version"] == store.sha256(train_split)
     assert run.data.tags["code_version"]
     assert float(run.data.params["threshold"]) == pytest.approx(result["threshold"])
-    assert "Dockerfile" in [a.path for a in client.list_artifacts(result["mlflow_run_id"])]
+    assert {"Dockerfile", "validation"} <= {a.path for a in client.list_artifacts(result["mlflow_run_id"])}
+    logged = mlflow.artifacts.load_dict(f"runs:/{result['mlflow_run_id']}/validation/report.json")
+    assert logged["checks"] == json.loads(json.dumps(gate["checks"])) and logged["samples"] == samples
+    assert run.data.metrics["gate_behaviour:spam"] == gate["checks"]["behaviour:spam"]["value"]
+    assert client.get_model_version(MODEL_NAME, "1").tags["split_run"] == result["split_run"]
     assert registry.champion_version(MODEL_NAME) == "1"
     tags = client.get_model_version(MODEL_NAME, "1").tags
     assert float(tags["threshold"]) == pytest.approx(result["threshold"])

@@ -1,9 +1,10 @@
 """The Data Store: where the project's services read and write their data, addressed by one URL.
 
 The ``/prepare``, ``/train``, ``/score`` and ``/evaluate`` services hand data to each other through a store, not
-through their own disks, so that they can run in different containers (and, in a later step, against an S3 server).
-The store is a local folder by default (a plain path or a ``file://`` URL) and any fsspec URL otherwise
-(``s3://bucket/prefix``; ``memory://`` in tests). Callers address everything with relative POSIX paths laid out as
+through their own disks, so that they can run in different containers and against an S3 server (tested in
+``project/test/integration_scale.py``). The store is a local folder by default (a plain path or a ``file://`` URL)
+and any fsspec URL otherwise (``s3://bucket/prefix``; ``memory://`` in tests). Callers address everything with
+relative POSIX paths laid out as
 
     raw/ processed/ split/ scoring/ predictions/ evaluations/ actions/ jobs/
 
@@ -154,7 +155,8 @@ class DataStore:
         if not isinstance(text, str) or not text.strip():
             raise StoreError(f"a data store needs a folder or URL, got {url!r}")
         self.storage_options = dict(storage_options or {})
-        self.fs = None
+        self._fs = None
+        self._fs_pid = os.getpid()
         self._base = ""
         if text.startswith("file:"):
             parsed = urlparse(text)
@@ -164,7 +166,7 @@ class DataStore:
         if _SCHEME.match(text):
             from fsspec.core import url_to_fs
 
-            self.fs, base = url_to_fs(text, **self.storage_options)
+            self._fs, base = url_to_fs(text, **self.storage_options)
             self._base = base.rstrip("/")
             self.root: Path | None = None
             stripped = text.rstrip("/")
@@ -182,6 +184,18 @@ class DataStore:
         if url is None or not os.fspath(url):
             raise StoreError(f"no data store: set {DATA_STORE_ENV} to a folder or URL (e.g. s3://bucket/prefix)")
         return cls(url, storage_options)
+
+    @property
+    def fs(self):
+        """The fsspec file system of a URL store (``None`` for a local folder). Made again in a process forked after
+        it was first used (gunicorn forks its workers from the master that built the app): async file systems such
+        as s3fs refuse to run in a forked child ("not fork-safe")."""
+        if self._fs is not None and self._fs_pid != os.getpid():
+            from fsspec.core import url_to_fs
+
+            self._fs, _ = url_to_fs(self.url, **self.storage_options)
+            self._fs_pid = os.getpid()
+        return self._fs
 
     @property
     def is_local(self) -> bool:

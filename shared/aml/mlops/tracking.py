@@ -53,7 +53,8 @@ def tracking_uri() -> str:
 
 def configure(uri: str | None = None, experiment: str = EXPERIMENT, artifact_root: str | Path | None = None) -> str:
     """Point MLflow at ``uri`` (default :func:`tracking_uri`) and select ``experiment`` (created with an artifact
-    folder beside the SQLite file when it does not exist). Returns the experiment id."""
+    folder beside the SQLite file when it does not exist; when another process creates it at the same moment, as
+    service replicas starting together on a new tracking server do, that one is used). Returns the experiment id."""
     import mlflow
 
     uri = uri or tracking_uri()
@@ -65,8 +66,16 @@ def configure(uri: str | None = None, experiment: str = EXPERIMENT, artifact_roo
     mlflow.set_registry_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is None:
+        from mlflow.exceptions import MlflowException
+
         location = Path(artifact_root).resolve().as_uri() if artifact_root else None
-        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+        try:
+            experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+        except MlflowException as exc:  # another process created it meanwhile (replicas starting together)
+            found = mlflow.get_experiment_by_name(experiment)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or found is None:
+                raise
+            experiment_id = found.experiment_id
     else:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)

@@ -72,6 +72,21 @@ def test_configure_creates_artifact_folder_beside_db(store, tmp_path):
     assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == store
 
 
+def test_configure_uses_an_experiment_another_process_just_created(store, monkeypatch):
+    import mlflow
+
+    created = mlflow.create_experiment("raced")
+    real, calls = mlflow.get_experiment_by_name, []
+
+    def not_yet_the_first_time(name):  # the other replica created it between our look-up and our create
+        calls.append(name)
+        return None if len(calls) == 1 else real(name)
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", not_yet_the_first_time)
+    assert tracking.configure(store, experiment="raced") == created
+    assert calls == ["raced", "raced"]
+
+
 def test_using_puts_the_environment_back(tmp_path, monkeypatch):
     import mlflow
 
