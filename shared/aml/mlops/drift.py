@@ -605,20 +605,44 @@ def report_page(record: Mapping[str, Any], title: str = "Drift report") -> str:
     )
 
 
-def _histogram_png(column: str, histogram: Mapping[str, list]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _draw_histogram(ax, column: str, histogram: Mapping[str, list]) -> None:
     edges = np.asarray(histogram["edges"], dtype=float)
-    fig, ax = plt.subplots(figsize=(4, 2.8), dpi=80)
     for side in ("reference", "current"):
         counts = np.asarray(histogram[side], dtype=float)
         density = counts / max(counts.sum(), 1) / np.maximum(np.diff(edges), 1e-12)
         ax.stairs(density, edges, fill=True, alpha=0.5, label=f"{side} ({int(counts.sum())})")
     ax.set_title(column)
     ax.legend(fontsize=7)
+
+
+def histogram_figure(record: Mapping[str, Any], columns: Sequence[str] | None = None, per_row: int = 3):
+    """The reference-vs-current histograms of a drift record (:meth:`DriftReport.to_dict`) as one matplotlib figure
+    (``columns``: default all), each titled with its checks' verdict — for a notebook."""
+    import matplotlib.pyplot as plt
+
+    histograms = record.get("histograms") or {}
+    columns = list(columns or histograms)
+    if not columns:
+        raise ValueError("the record has no histograms")
+    rows = -(-len(columns) // per_row)
+    fig, axes = plt.subplots(rows, per_row, figsize=(4 * per_row, 2.8 * rows), squeeze=False)
+    flagged = {s["name"].split(":")[0] for s in record.get("stats", []) if s["drifted"]}
+    for ax, column in zip(axes.flat, columns, strict=False):
+        _draw_histogram(ax, f"{column}{' — DRIFT' if column in flagged else ''}", histograms[column])
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def _histogram_png(column: str, histogram: Mapping[str, list]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2.8), dpi=80)
+    _draw_histogram(ax, column, histogram)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -98,6 +98,17 @@ class SystemClient:
         """``POST /evaluate`` the scored, labelled file at ``path``: the metrics and where they were written."""
         return self.call("POST", "/evaluate", {"input": path, **options})
 
+    def monitoring(self) -> dict:
+        """``GET /monitoring``: the latest batch drift report and evaluation monitoring, with the ``drift`` flag."""
+        return self.call("GET", "/monitoring")
+
+    def monitoring_page(self, part: str = "batch") -> str:
+        """``GET /monitoring/<part>.html`` (``batch`` or ``evaluation``): the report's HTML with its plots."""
+        response = self.session.get(f"{self.url}/monitoring/{part}.html", timeout=self.timeout)
+        if response.status_code != 200:
+            raise ServiceError(response.status_code, response.json())
+        return response.text
+
     def metrics(self) -> str:
         """The Prometheus metrics text."""
         response = self.session.get(self.url + "/metrics", timeout=self.timeout)

@@ -343,3 +343,16 @@ def test_performance_alert_below_only_ignores_a_better_metric():
     assert not above.drifted and above.detail["side"] == "above"
     assert drift.performance_alert(0.99, expected, "precision").drifted
     assert drift.performance_alert(0.8, expected, "precision", below_only=True).drifted
+
+
+def test_histogram_figure_of_a_record_marks_drifted_columns():
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"a": rng.normal(0, 1, 300), "b": rng.normal(0, 1, 300)})
+    cur = pd.DataFrame({"a": rng.normal(0, 1, 300), "b": rng.normal(3, 1, 300)})
+    record = drift.drift_report(ref, cur, ["a", "b"]).to_dict()
+    fig = drift.histogram_figure(record, per_row=3)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["a", "b — DRIFT"]
+    assert len(fig.axes) == 3 and not fig.axes[2].get_visible()
+    with pytest.raises(ValueError, match="no histograms"):
+        drift.histogram_figure({"stats": []})

@@ -1,0 +1,53 @@
+"""The service's Python client (:mod:`aml.project.client`) against the real app on a loopback port (werkzeug's
+server in a thread, over empty stores): answers decoded, errors raised with their status and message."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from aml.mlops import tracking
+from aml.mlops.datastore import DataStore
+from aml.project import api
+from aml.project.client import ServiceError, SystemClient
+
+TOKEN = "client-token-" + "z" * 16
+
+
+@pytest.fixture
+def url(tmp_path):
+    with tracking.using(tracking.new_store(tmp_path / "mlflow"), experiment="test-client"):
+        app = api.create_app(DataStore(tmp_path / "data"), token=TOKEN, lock_dir=tmp_path / "locks", refresh_s=0)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+
+
+def test_answers_are_decoded(url):
+    client = SystemClient(url + "/", TOKEN)
+    assert client.url == url and client.health()["status"] == "no_model"
+    assert client.models()["versions"] == []
+    state = client.monitoring()
+    assert (state["batch"], state["evaluation"], state["drift"]) == (None, None, False)
+    assert "aml_model_ready 0.0" in client.metrics()
+
+
+def test_errors_carry_the_status_and_the_message(url):
+    client = SystemClient(url, TOKEN)
+    with pytest.raises(ServiceError, match="HTTP 503: no model is registered yet") as caught:
+        client.score("hello")
+    assert caught.value.status == 503 and caught.value.body["status"] == 503
+    with pytest.raises(ServiceError, match="HTTP 404: no batch monitored yet") as caught:
+        client.monitoring_page("batch")
+    assert caught.value.status == 404
+    with pytest.raises(ServiceError, match="HTTP 401"):
+        SystemClient(url).score_batch("scoring/x/messages.csv")  # no token
+    with pytest.raises(ServiceError, match="HTTP 404: .*predictions/x/predictions.csv"):
+        client.evaluate("predictions/x/predictions.csv")
