@@ -19,7 +19,7 @@ Assignment 3 service (:func:`aml.spam.service.harden`, :func:`aml.spam.service.r
 ``POST /evaluate`` 🔒        scored, labelled data → metrics and their monitoring (performance alert, bias by slice,
                              champion vs challenger) into ``evaluations/``
 ``GET /monitoring``          the latest batch drift and evaluation monitoring, with one overall ``drift`` flag
-``GET /monitoring/*.html``  their reports (``batch``, ``evaluation``) with plots
+``GET /monitoring/*.html``   their reports (``batch``, ``evaluation``) with plots
 ``GET /health``              liveness, the serving version and the fallback state
 ``GET /models``              registered versions, the champion, which version serves and why
 ``POST /models/reload`` 🔒   reload the champion now (it is also polled every ``refresh_s`` seconds)
