@@ -356,3 +356,16 @@ def test_histogram_figure_of_a_record_marks_drifted_columns():
     assert len(fig.axes) == 3 and not fig.axes[2].get_visible()
     with pytest.raises(ValueError, match="no histograms"):
         drift.histogram_figure({"stats": []})
+
+
+def test_a_prepared_text_reference_gives_the_same_answers():
+    reference = [f"see you at the {place} at {i}" for i, place in enumerate(["cafe", "station", "park"] * 40)]
+    current = [f"WIN a prize now {i} call 0906" for i in range(60)]
+    prepared = drift.text_reference(reference, max_samples=60, seed=0)
+    assert prepared.hashed.shape == (60, drift.DOMAIN_FEATURES) and 0 < len(prepared.vocabulary)
+    assert drift.oov_rate(prepared, current).value == drift.oov_rate(reference, current, seed=0).value
+    auc = drift.domain_classifier_auc(prepared, current, max_samples=60)
+    assert auc.drifted and auc.value > 0.95 and auc.detail["n_per_side"] == 60
+    assert drift.text_reference(reference, max_samples=0).hashed is None  # for the OOV check only
+    with pytest.raises(ValueError, match="≥ 2 reference texts"):
+        drift.text_reference(["one"])
