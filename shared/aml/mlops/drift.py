@@ -361,11 +361,12 @@ def domain_classifier_auc(
     x = sparse.vstack([reference[:n], _hashing_vectorizer().transform([cur[i] for i in pick_cur])]).tocsr()
     y = np.r_[np.zeros(n, dtype=int), np.ones(n, dtype=int)]
     fold_auc = []
-    for fit, held in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(2 * n), y):
-        x_fit, y_fit = x[fit], y[fit]
-        counts = [np.asarray(x_fit[y_fit == c].sum(axis=0)).ravel() + NB_ALPHA for c in (0, 1)]
+    totals = [np.asarray(x[y == c].sum(axis=0)).ravel() for c in (0, 1)]  # a fold's counts: totals minus held out
+    for _, held in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(2 * n), y):
+        x_held, truth = x[held], y[held]
+        counts = [totals[c] - np.asarray(x_held[truth == c].sum(axis=0)).ravel() + NB_ALPHA for c in (0, 1)]
         log_ratio = np.log(counts[1] / counts[1].sum()) - np.log(counts[0] / counts[0].sum())
-        score, truth = x[held] @ log_ratio, y[held]
+        score = x_held @ log_ratio
         ranks = rankdata(score)
         positives = int(truth.sum())
         negatives = truth.size - positives

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,27 +91,47 @@ INVALID: dict[str, str] = {
 }
 
 
+_COUNTED = {
+    name: re.compile(pattern)
+    for name, pattern in (
+        ("words", r"\S+"),
+        ("digits", r"\d"),
+        ("letters", _LETTER),
+        ("upper", _UPPER),
+        ("currency", CURRENCY),
+        ("urls", URL),
+        ("phone_numbers", PHONE),
+    )
+}
+
+
 def message_features(texts: Iterable[str] | pd.Series) -> pd.DataFrame:
     """The key predictors of each message (columns :data:`FEATURES`, one row per text, the input's index kept).
 
-    Vectorised pandas ``.str`` operations; a missing text counts as the empty text (:func:`profile` reports it
-    separately). Shares are 0 for a text without characters (``digit_share``) or letters (``upper_ratio``)."""
+    A missing text counts as the empty text (:func:`profile` reports it separately). Shares are 0 for a text
+    without characters (``digit_share``) or letters (``upper_ratio``). One pass of compiled patterns per text: the
+    service monitors every scored batch with these (:mod:`aml.project.monitoring`), and pandas' ``.str.count``
+    costs twice as much for a few hundred texts."""
     text = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype="object")
-    text = text.astype("string").fillna("")
-    chars = text.str.len().astype("int64")
-    digits = text.str.count(r"\d").astype("int64")
-    letters = text.str.count(_LETTER).astype("int64")
-    upper = text.str.count(_UPPER).astype("int64")
+    values = ["" if not isinstance(t, str) else t for t in text.astype(object).tolist()]
+    counts = np.array(
+        [[len(t), *(len(p.findall(t)) for p in _COUNTED.values())] for t in values], dtype=np.int64
+    ).reshape(len(values), len(_COUNTED) + 1)
+    columns = dict(zip(("chars", *_COUNTED), counts.T, strict=True))
+    chars, letters = columns["chars"], columns["letters"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        digit_share = np.where(chars > 0, columns["digits"] / np.maximum(chars, 1), 0.0)
+        upper_ratio = np.where(letters > 0, np.minimum(columns["upper"] / np.maximum(letters, 1), 1.0), 0.0)
     out = pd.DataFrame(
         {
             "chars": chars,
-            "words": text.str.count(r"\S+").astype("int64"),
-            "digits": digits,
-            "digit_share": (digits / chars.where(chars > 0)).fillna(0.0).astype("float64"),
-            "upper_ratio": (upper / letters.where(letters > 0)).fillna(0.0).clip(upper=1.0).astype("float64"),
-            "currency": text.str.count(CURRENCY).astype("int64"),
-            "urls": text.str.count(URL).astype("int64"),
-            "phone_numbers": text.str.count(PHONE).astype("int64"),
+            "words": columns["words"],
+            "digits": columns["digits"],
+            "digit_share": digit_share.astype("float64"),
+            "upper_ratio": upper_ratio.astype("float64"),
+            "currency": columns["currency"],
+            "urls": columns["urls"],
+            "phone_numbers": columns["phone_numbers"],
         },
         index=text.index,
     )
