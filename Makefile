@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 
 
-.PHONY: help setup run test test-fast docs lint format strip coverage hooks bench clean
+.PHONY: help setup run test test-fast docs lint format strip coverage hooks bench bench-scale clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,9 @@ hooks: $(STAMP) ## Install the git hooks (pre-commit framework incl. the main-br
 bench: $(STAMP) ## Benchmarks: assignment3's service (1 and 16 clients) and project/'s (lean scorer, batch /score, wrk)
 	$(PYTHON) assignment3/benchmark.py
 	$(PYTHON) project/benchmark.py
+
+bench-scale: $(STAMP) ## Batch scoring on Spark: 1,000,000 messages on local[2] beside in-process and batch /score rates
+	$(PYTHON) project/scale/spark_bench.py
 
 clean: ## Remove build outputs (executed notebooks, reports, metrics, test artefacts)
 	rm -rf build .pytest_cache .ruff_cache .coverage .coverage.*
