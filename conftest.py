@@ -70,6 +70,20 @@ def toy_splits(tmp_path):
 
 
 @pytest.fixture
+def toy(toy_splits):
+    """:func:`toy_splits` by its short name (the stage and system tests' frames)."""
+    return toy_splits
+
+
+@pytest.fixture
+def naive_bayes(toy):
+    """A TF-IDF naive Bayes fitted on the toy train split."""
+    from aml.spam import models, stages
+
+    return stages.fit(models.make_model("tfidf_naive_bayes"), toy["train"])
+
+
+@pytest.fixture
 def mlflow_store(tmp_path):
     """An MLflow store of this test's own (a copy of the store migrated once per session), configured with the
     experiment ``test``, then everything put back."""

@@ -28,6 +28,7 @@ import requests
 from aml.devtools import teamstack, testenv
 from aml.mlops import registry, versioning
 from aml.mlops.datastore import DataStore
+from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME
 
 pytestmark = pytest.mark.slow
@@ -66,16 +67,6 @@ def team(tmp_path_factory):
         yield {"stack": team, "replicas": servers, "lb": lb, "client": client, "store": store, "state": {}}
 
 
-def wait_job(url: str, job: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = requests.get(f"{url}/jobs/{job}", timeout=60).json()
-        if record["status"] in ("succeeded", "failed"):
-            return record
-        time.sleep(0.5)
-    raise TimeoutError(f"job {job} still {record['status']} after {timeout} s")
-
-
 def serving(replica) -> str | None:
     body = requests.get(f"{replica.url}/health", timeout=30).json()
     return (body.get("serving") or {}).get("version")
@@ -100,7 +91,7 @@ def train(team, promote: bool = True) -> dict:
     started = time.perf_counter()
     response = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=60)
     assert response.status_code == 202, response.text
-    job = wait_job(url, response.json()["job"])
+    job = SystemClient(url, TOKEN).wait(response.json()["job"], timeout=300, poll=0.5)
     assert job["status"] == "succeeded", job
     FIGURES.setdefault("train_s", []).append(round(time.perf_counter() - started, 1))
     result = job["result"]

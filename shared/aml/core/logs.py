@@ -8,9 +8,11 @@ noise in a report (MLflow's database creation and registration messages, alembic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: third-party loggers quietened to WARNING
@@ -41,3 +43,16 @@ def setup_logging(level: int | str = logging.INFO, stream=None, fmt: str = FORMA
     # MLflow configures its own loggers when it is first imported (later, lazily): it reads this variable
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     return logger
+
+
+@contextlib.contextmanager
+def quieted(name: str, level: int = logging.ERROR) -> Iterator[logging.Logger]:
+    """Raise logger ``name`` to ``level`` for the block, then put its level back: for a third-party warning that a
+    caller has chosen knowingly (and says why where it uses this), so that it does not fill every service log."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield logger
+    finally:
+        logger.setLevel(before)

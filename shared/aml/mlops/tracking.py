@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aml.core import config
+from aml.core import config, logs
 from aml.core.hashing import md5
 from aml.core.reporting import flatten
 
@@ -181,21 +181,6 @@ def flat_metrics(metrics: Mapping) -> dict[str, float]:
 SERIALIZATION_FORMATS = ("skops", "cloudpickle")
 
 
-@contextlib.contextmanager
-def _quiet_pickle_warning() -> Iterator[None]:
-    """MLflow logs a WARNING on every pickle-format save; a caller that chose the format knowingly (and says why)
-    does not need it in every service log and report."""
-    import logging
-
-    logger = logging.getLogger("mlflow.sklearn")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def tracked(
     registered_model: str | Callable[[Any], str] | None,
     data_file: str = "train.csv",
@@ -259,7 +244,8 @@ def tracked(
                     quiet = contextlib.nullcontext()
                 else:
                     options = {"serialization_format": serialization_format}
-                    quiet = _quiet_pickle_warning()
+                    # MLflow warns on every pickle-format save; the caller chose the format knowingly (and says why)
+                    quiet = logs.quieted("mlflow.sklearn")
                 with quiet:
                     info = mlflow.sklearn.log_model(
                         outcome.model,

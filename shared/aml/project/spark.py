@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from aml.core import logs
 from aml.core import metrics as _metrics
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import RUN_ID, DataStore, StoreError, StoreNotFoundError
@@ -357,19 +358,6 @@ def choose_model(name: str = MODEL_NAME) -> ModelChoice:
     return ModelChoice(name, ready.version, ready.threshold, ready.describe())
 
 
-@contextlib.contextmanager
-def _quiet_env_manager_warning() -> Iterator[None]:
-    """``spark_udf(env_manager="local")`` logs a WARNING that the training environment is not recreated; here that
-    is the point (the executors run this environment: conda or virtualenv would need the network)."""
-    logger = logging.getLogger("mlflow.pyfunc")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _check_columns(store: DataStore, path: str, df) -> None:
     missing = [c for c in (stages.ID, stages.TEXT) if c not in df.columns]
     if missing:
@@ -421,7 +409,9 @@ def score_table(
         elif df.rdd.getNumPartitions() < cores:
             df = df.repartition(cores)
         tasks = df.rdd.getNumPartitions()
-        with _quiet_env_manager_warning():
+        # spark_udf(env_manager="local") warns that the training environment is not recreated: here that is the point
+        # (the executors run this environment; conda or virtualenv would need the network)
+        with logs.quieted("mlflow.pyfunc"):
             predict = mlflow.pyfunc.spark_udf(
                 spark, model.uri, result_type=T.ArrayType(T.DoubleType()), env_manager="local"
             )

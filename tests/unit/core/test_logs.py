@@ -24,3 +24,21 @@ def test_setup_logging_is_idempotent_and_quietens_noisy_libraries(monkeypatch):
 def test_setup_logging_rejects_unknown_levels():
     with pytest.raises(ValueError, match="unknown log level"):
         setup_logging("LOUD")
+
+
+def test_quieted_raises_a_logger_for_the_block_and_puts_it_back():
+    import logging
+
+    from aml.core import logs
+
+    logger = logging.getLogger("aml-test.quieted")
+    logger.setLevel(logging.INFO)
+    with logs.quieted("aml-test.quieted") as quiet:
+        assert quiet is logger and logger.level == logging.ERROR
+    assert logger.level == logging.INFO
+    try:
+        with logs.quieted("aml-test.quieted", logging.CRITICAL):
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert logger.level == logging.INFO

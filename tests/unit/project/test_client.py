@@ -51,3 +51,13 @@ def test_errors_carry_the_status_and_the_message(url):
         SystemClient(url).score_batch("scoring/x/messages.csv")  # no token
     with pytest.raises(ServiceError, match="HTTP 404: .*predictions/x/predictions.csv"):
         client.evaluate("predictions/x/predictions.csv")
+
+
+def test_train_waits_for_the_job_and_a_failed_job_raises(url):
+    client = SystemClient(url, TOKEN)
+    started = client.train(wait=False)
+    assert started["status"] in ("queued", "running")
+    seen = []
+    with pytest.raises(ServiceError, match=f"job {started['job']} failed: StoreNotFoundError: no split run") as caught:
+        client.wait(started["job"], timeout=60, poll=0.1, progress=seen.append)
+    assert caught.value.body["job"]["status"] == "failed" and seen[-1]["status"] == "failed"

@@ -116,21 +116,7 @@ def test_overrides_update_the_defaults_field_by_field():
         system.make_config("train", defaults, {"min_aucpr": 3})  # an override is validated like a default
 
 
-# -- toy models ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def toy(toy_splits):
-    """The root conftest's toy train and validation frames (clearly separable)."""
-    return toy_splits
-
-
 # -- the serving model -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def naive_bayes(toy):
-    return stages.fit(models.make_model("tfidf_naive_bayes"), toy["train"])
 
 
 @pytest.fixture
