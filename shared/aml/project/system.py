@@ -540,13 +540,15 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
 @dataclass
 class ServingModel:
     """The model that serves: ``scorer`` (a :class:`aml.spam.lean.LeanScorer` compiled from the registered model
-    when it is a supported linear text pipeline, else the model itself), its ``threshold`` and its registry
-    record (:class:`aml.mlops.registry.Served`: version, fallback state)."""
+    when it is a supported linear text pipeline, else the model itself), its ``threshold``, its registry
+    record (:class:`aml.mlops.registry.Served`: version, fallback state) and its monitoring ``reference``."""
 
     scorer: Any
     threshold: float
     lean: bool
     served: registry.Served | None = None
+    #: the monitoring reference of this version (:func:`reference_for`), built on first use
+    reference: Any = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -637,13 +639,12 @@ def load_version_model(name: str, version: str) -> ServingModel:
 
 def reference_for(store: DataStore, model: ServingModel):
     """The monitoring reference of ``model`` (:class:`aml.project.monitoring.Reference`), built on first use and
-    kept on the model: the split it was trained on (its ``split_run`` tag; the latest split for a version without
+    kept on the model (``model.reference``): the split it was trained on (its ``split_run`` tag; the latest split for a version without
     one), its training texts, and the model's propensities on the validation split."""
     from aml.project import monitoring
 
-    cached = getattr(model, "_reference", None)
-    if cached is not None:
-        return cached
+    if model.reference is not None:
+        return model.reference
     tags = model.served.tags if model.served else {}
     split_run = tags.get("split_run")
     if not split_run or not store.exists(store.run_path("split", split_run, "train.csv")):
@@ -658,7 +659,7 @@ def reference_for(store: DataStore, model: ServingModel):
         validation[stages.TARGET],
         model.propensities(validation[stages.TEXT]),
     )
-    model._reference = reference
+    model.reference = reference
     return reference
 
 
