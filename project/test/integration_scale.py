@@ -7,9 +7,9 @@ In order, sharing one stack: ``/prepare`` → ``/train`` (a job, polled through 
 its record from S3) → batch ``/score`` → ``/evaluate``, with the data in S3, the registered versions in PostgreSQL
 and the model files in the bucket; a new champion, then the operator's rollback to the previous version, reach both
 replicas through their registry poll, with online scoring answering all along and no restart; one replica killed
-with SIGKILL under load, the failed requests counted (usually none; at most the responses cut mid-body); ``dvc push``/``pull`` of the project's splits through
-``s3://<bucket>/dvc``. A part that cannot start fails the tests under ``CI=true`` (skips elsewhere, when a program
-is missing).
+with SIGKILL under load, the failed requests counted (usually none; at most the responses cut mid-body); the
+project's DVC pipeline (``dvc.yaml``'s profile stage) pushing to and pulling from ``s3://<bucket>/dvc``. A part
+that cannot start fails the tests under ``CI=true`` (skips elsewhere, when a program is missing).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -25,9 +26,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from aml.core import datasets
 from aml.devtools import teamstack, testenv
 from aml.mlops import registry, versioning
 from aml.mlops.datastore import DataStore
+from aml.project import profile_stage
 from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME
 
@@ -196,26 +199,27 @@ def test_a_killed_replica_costs_at_most_a_cut_response_per_client(team):
     assert requests.get(f"{lb.url}/health", timeout=30).json()["serving"]["version"] == champion
 
 
-def test_dvc_pushes_and_pulls_the_projects_data_through_the_same_bucket(team, tmp_path, monkeypatch):
-    if "prepared" not in team["state"]:
-        pytest.skip("needs the splits of test_the_flow_runs_on_postgres_and_s3")
-    stack, store = team["stack"], team["store"]
+def test_the_projects_dvc_pipeline_uses_the_same_bucket(team, tmp_path, monkeypatch):
+    """project/dvc.yaml (the profile stage) in a scratch repository whose DVC remote is the team's bucket: the raw
+    data and the profile are pushed there, and a clone without cache or files pulls them back."""
+    stack = team["stack"]
     for key, value in stack.s3.env().items():  # the dvc commands' S3 credentials, as for any S3 client
         monkeypatch.setenv(key, value)
     started = time.perf_counter()
+    raw = tmp_path / "SMSSpamCollection"
+    collection = datasets.fetch("sms_spam") / "SMSSpamCollection"
+    raw.write_bytes(b"".join(collection.read_bytes().splitlines(keepends=True)[:500]))
     remote = versioning.remote_settings("s3", stack.dvc_url, endpoint_url=stack.s3_endpoint)
-    repo = versioning.init_repo(tmp_path / "repo", remote)
-    outputs = team["state"]["prepared"]["outputs"]
-    files = {f"data/{name}.csv": outputs[name] for name in ("train", "validation", "test")}
-    (repo / "data").mkdir()
-    for local, in_store in files.items():
-        (repo / local).write_bytes(store.read_bytes(in_store))
-    commit = versioning.track(repo, list(files), "the project's splits")  # dvc add, git commit, dvc push
+    repo = profile_stage.init_repo(tmp_path / "scratch", raw=raw, remote=remote)  # raw data tracked and pushed
+    profiled = profile_stage.reprofile(repo)  # dvc repro profile, commit dvc.lock, dvc push
+    assert profiled.outcome == "ran" and profiled.rows == 500
     pushed = stack.s3.keys(stack.bucket, "dvc/")
-    assert len(pushed) == len(files), pushed
-    versioning.checkout(repo, commit, from_remote=True)  # cache and files deleted, then dvc pull from the bucket
-    for local, in_store in files.items():
-        assert versioning.hashes(repo, [local])[local] == versioning.pointer_md5(repo / f"{local}.dvc")
-        assert (repo / local).read_bytes() == store.read_bytes(in_store)
+    assert len(pushed) == 1 + len(profile_stage.REPORTS), pushed  # the raw file and the two profile files
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for name in (profile_stage.RAW, *profile_stage.REPORTS):
+        (repo / name).unlink()
+    versioning.pull(repo)  # what a teammate's fresh clone does
+    assert versioning.hashes(repo, list(profile_stage.REPORTS)) == profiled.profile_md5
+    assert profile_stage.reprofile(repo).outcome == "skipped"  # the pulled data and profile are up to date
     FIGURES["dvc_init_push_pull_s"] = round(time.perf_counter() - started, 1)
     print("\nteam-scale figures:", json.dumps(FIGURES, sort_keys=True))

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -104,8 +105,10 @@ def init_repo(
     project: str | Path = PROJECT_DIR,
     push: bool = True,
     library: str | Path = config.PACKAGE_DIR,
+    remote: Mapping[str, Any] | None = None,
 ) -> Path:
-    """A fresh scratch repository ``root/repo`` (``root`` is wiped first) with the remote ``root/remote``: the
+    """A fresh scratch repository ``root/repo`` (``root`` is wiped first) with the remote ``root/remote`` (or
+    ``remote``, settings of :func:`aml.mlops.versioning.remote_settings`, e.g. a team's S3 bucket): the
     project's ``dvc.yaml`` and ``params.yaml`` committed, and the raw data (``raw``, default the SMS collection)
     tracked as ``data/raw/SMSSpamCollection`` (tag ``data-v1``, pushed unless ``push=False``). ``library`` is the
     ``aml`` package whose code the stage depends on (``${library}`` in ``dvc.yaml``; the stage's command always runs
@@ -119,7 +122,8 @@ def init_repo(
         raise FileNotFoundError(f"{project} has no dvc.yaml")
     if root.exists():
         shutil.rmtree(root)
-    repo = versioning.init_repo(root / "repo", versioning.remote_settings("local", root / "remote"))
+    remote = dict(remote) if remote is not None else versioning.remote_settings("local", root / "remote")
+    repo = versioning.init_repo(root / "repo", remote)
     shutil.copy(project / "dvc.yaml", repo / "dvc.yaml")
     params = yaml.safe_load((project / "params.yaml").read_text()) if (project / "params.yaml").is_file() else {}
     params = {**(params or {}), "library": str(Path(library).resolve())}  # absolute: the repo is elsewhere
