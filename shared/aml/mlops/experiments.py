@@ -3,7 +3,8 @@
 The solution design's *reward* experiments, generic (ids, labels and propensities in; nothing here knows the spam
 filter):
 
-- **Shadow test**: the challenger scores every message beside the champion; only the champion's answer is used.
+- **Shadow test**: the challenger scores every message beside the champion; only the champion's answer is used
+  (a service keeps the online pairs with :class:`ShadowLog`).
   Both propensities exist for every labelled row, so :func:`compare` is *paired* (one bootstrap resample draws the
   same rows for both models), which makes the difference's interval much narrower than two independent intervals.
 - **A/B test**: a share of the traffic is *served* by the challenger. :func:`assign` routes by a hash of the message
@@ -24,7 +25,12 @@ the paired case only, and its BCa default fails on degenerate resamples of rare 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import io
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -156,4 +162,88 @@ def compare(
     )  # fmt: skip
 
 
-__all__ = ["CHALLENGER", "CHAMPION", "MODES", "SALT", "Comparison", "arm", "assign", "bucket", "compare"]
+class ShadowLog:
+    """Online shadow scores, kept in memory and written to a data store in batches: ``<kind>/<run>/scores.csv``
+    (:data:`COLUMNS`, one row per message; the caller's message id, never its text) with a lineage record, and
+    ``<kind>/latest`` moved after each write. A batch is written when it reaches ``flush_every`` rows, on the first
+    row after ``max_age_s`` seconds, and by :meth:`flush` (the service calls it at exit); each process of a service
+    writes its own runs, so no two writers share a file.
+
+    Why batches: a file per online request would cost more than the scoring; a lost process loses at most one
+    unwritten batch of shadow scores, never a served answer."""
+
+    #: the columns of a written batch
+    COLUMNS = (
+        "time",
+        "id",
+        "champion_version",
+        "champion_propensity",
+        "champion_prediction",
+        "challenger_version",
+        "challenger_propensity",
+        "challenger_prediction",
+    )
+    FILE = "scores.csv"
+
+    def __init__(self, store, kind: str = "shadow", flush_every: int = 500, max_age_s: float = 60.0):
+        if flush_every < 1 or max_age_s <= 0:
+            raise ValueError(f"flush_every must be ≥ 1 and max_age_s > 0, got {flush_every} and {max_age_s}")
+        self.store, self.kind = store, kind
+        self.flush_every, self.max_age_s = int(flush_every), float(max_age_s)
+        self.written = 0
+        self._rows: list[tuple] = []
+        self._first = 0.0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(
+        self,
+        message_id: Any,
+        champion: tuple[str, float, bool],
+        challenger: tuple[str, float, bool],
+    ) -> str | None:
+        """Record one message: ``champion`` and ``challenger`` are ``(version, propensity, prediction)``. Returns the
+        written file's store path when this row completed a batch, else ``None``."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        row = (now, str(message_id), *(str(champion[0]), float(champion[1]), bool(champion[2])))
+        row += (str(challenger[0]), float(challenger[1]), bool(challenger[2]))
+        with self._lock:
+            if not self._rows:
+                self._first = time.monotonic()
+            self._rows.append(row)
+            due = len(self._rows) >= self.flush_every or time.monotonic() - self._first >= self.max_age_s
+        return self.flush() if due else None
+
+    def flush(self) -> str | None:
+        """Write the rows held (if any) as a new run; returns its file's store path."""
+        import pandas as pd
+
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
+            return None
+        buffer = io.StringIO()
+        pd.DataFrame(rows, columns=list(self.COLUMNS)).to_csv(buffer, index=False)
+        run = self.store.new_run(self.kind)
+        path = self.store.run_path(self.kind, run, self.FILE)
+        self.store.write_bytes(path, buffer.getvalue().encode("utf-8"))
+        self.store.write_lineage(self.kind, run, {"rows": len(rows), "pid": os.getpid(), "outputs": {"scores": path}})
+        self.store.set_latest(self.kind, run)
+        self.written += len(rows)
+        return path
+
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "MODES",
+    "SALT",
+    "Comparison",
+    "ShadowLog",
+    "arm",
+    "assign",
+    "bucket",
+    "compare",
+]

@@ -15,7 +15,7 @@ Assignment 3 service (:func:`aml.spam.service.harden`, :func:`aml.spam.service.r
 ``POST /score``              ``{"text"}`` → ``{"prediction", "propensity", "model_version"}``; 🔒 ``{"input": path}`` →
                              batch scoring into ``predictions/`` (with its drift report) and the take-down list into
                              ``actions/``; a challenger in ``config/score.yaml`` shadows the champion or takes an A/B
-                             share (online: ``arm`` in the answer; shadow scores counted in ``/metrics``)
+                             share (online: ``arm`` in the answer; shadow scores written in batches to ``shadow/``)
 ``POST /evaluate`` 🔒        scored, labelled data → metrics and their monitoring (performance alert, bias by slice,
                              champion vs challenger) into ``evaluations/``
 ``GET /monitoring``          the latest batch drift and evaluation monitoring, with one overall ``drift`` flag
@@ -43,6 +43,8 @@ the champion changes, so every replica picks up a promotion without a restart.
 from __future__ import annotations
 
 import argparse
+import atexit
+import hashlib
 import hmac
 import json
 import logging
@@ -317,10 +319,12 @@ def create_app(
     lock_dir: str | Path | None = None,
     max_bytes: int = service.DEFAULT_MAX_BYTES,
     refresh_s: float = REFRESH_S,
+    shadow_flush_every: int = 500,
 ) -> Flask:
     """The project's Flask app over ``store`` (a :class:`~aml.mlops.datastore.DataStore` or URL; default ``AML_DATA_STORE``) and the
     MLflow registry MLflow is configured for. ``defaults``: each stage's configuration file (``{"prepare": {...},
     "train": {...}, ...}``), which request bodies override field by field. ``token``: default :func:`resolve_token`.
+    ``shadow_flush_every``: online shadow scores per written batch (:class:`aml.mlops.experiments.ShadowLog`).
     """
     import prometheus_client as prom
 
@@ -357,10 +361,12 @@ def create_app(
     )
     arm_total = prom.Counter("aml_ab_requests", "online A/B requests by arm", ["arm"], registry=metrics)
     online_experiment = system.make_config("score", defaults["score"])
+    shadow_log = experiments.ShadowLog(store, "shadow", flush_every=shadow_flush_every)
+    atexit.register(shadow_log.flush)  # a worker's last batch of shadow scores, on a graceful stop
 
     app = Flask(__name__)
     service.harden(app, max_bytes)
-    app.extensions["aml"] = {"store": store, "jobs": jobs, "holder": holder}
+    app.extensions["aml"] = {"store": store, "jobs": jobs, "holder": holder, "shadow": shadow_log}
 
     from flask_httpauth import HTTPTokenAuth
 
@@ -411,8 +417,17 @@ def create_app(
                 model = challenger
         prediction, propensity = model.score_one(text)
         if challenger is not None and online_experiment.mode == "shadow":
-            shadow_prediction, _ = challenger.score_one(text)  # scored, counted, never returned
+            shadow_prediction, shadow_propensity = challenger.score_one(text)  # scored, kept, never returned
             shadow_total.labels(str(shadow_prediction == prediction).lower()).inc()
+            key = payload.get("id") or "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]  # never the text
+            try:
+                shadow_log.add(
+                    key,
+                    (model.version, propensity, prediction),
+                    (challenger.version, shadow_propensity, shadow_prediction),
+                )
+            except Exception:  # the store failed: the answer must not
+                log.exception("writing the shadow scores failed")
         if threshold is not service._ABSENT:
             try:
                 prediction = propensity >= check_threshold(threshold)

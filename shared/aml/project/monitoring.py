@@ -349,15 +349,33 @@ def page(store: DataStore, part: str) -> str:
 
 def latest(store: DataStore) -> dict[str, Any]:
     """The latest monitoring records for ``GET /monitoring``: ``batch`` (the latest scored batch's drift report,
-    with ``run``), ``evaluation`` (the latest evaluation's), and ``drift``: true when either flagged (data drift of
+    with ``run``), ``evaluation`` (the latest evaluation's), ``shadow`` (:func:`shadow_summary`), and ``drift``: true when either flagged (data drift of
     the batch, or a performance alert). A record is ``None`` until the first batch / evaluation."""
     out: dict[str, Any] = {}
     for key, kind, name in (("batch", "predictions", BATCH_FILE), ("evaluation", "evaluations", EVALUATION_FILE)):
         run = store.latest(kind)
         path = store.run_path(kind, run, name) if run else None
         out[key] = {"run": run, **store.read_json(path)} if path and store.exists(path) else None
+    out["shadow"] = shadow_summary(store)
     out["drift"] = bool((out["batch"] or {}).get("drift") or (out["evaluation"] or {}).get("drift"))
     return out
+
+
+def shadow_summary(store: DataStore) -> dict[str, Any] | None:
+    """The latest batch of online shadow scores (:class:`aml.mlops.experiments.ShadowLog`): its ``run``, ``rows``,
+    the versions and the share of messages both models classed alike (``agreement``); ``None`` before the first."""
+    run = store.latest("shadow")
+    if run is None:
+        return None
+    df = pd.read_csv(io.BytesIO(store.read_bytes(store.run_path("shadow", run, "scores.csv"))), dtype=str)
+    agree = (df["champion_prediction"] == df["challenger_prediction"]).mean() if len(df) else float("nan")
+    return {
+        "run": run,
+        "rows": int(len(df)),
+        "champion_versions": sorted(df["champion_version"].unique().tolist()),
+        "challenger_versions": sorted(df["challenger_version"].unique().tolist()),
+        "agreement": float(agree),
+    }
 
 
 def history(store: DataStore, limit: int = HISTORY) -> list[dict[str, Any]]:
@@ -388,5 +406,6 @@ __all__ = [
     "latest",
     "page",
     "performance_report",
+    "shadow_summary",
     "slices",
 ]

@@ -56,7 +56,7 @@ log = logging.getLogger("aml.project.system")
 
 RAW_FILE = sms.FILENAME
 #: the data store's folders, one run per folder inside each
-KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "evaluations", "actions")
+KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "evaluations", "actions", "shadow")
 PREDICTIONS_FILE, TAKEDOWN_FILE, METRICS_FILE = "predictions.csv", "takedown.csv", "metrics.json"
 PROFILE_FILE, PROFILE_PAGE = "profile.json", "profile.html"
 #: predicted-spam and predicted-ham validation messages the training report shows for eyeballing

@@ -78,3 +78,33 @@ def test_compare_refuses_what_it_cannot_compare():
         experiments.compare((y, p, 0.5), (y, p, 0.5), mode="canary")
     with pytest.raises(ValueError, match="unknown metric"):
         experiments.compare((y, p, 0.5), (y, p, 0.5), "luck")
+
+
+def test_shadow_log_writes_batches_of_rows_to_the_store(tmp_path):
+    from aml.mlops.datastore import DataStore
+
+    store = DataStore(tmp_path / "store")
+    log = experiments.ShadowLog(store, "shadow", flush_every=3, max_age_s=3600)
+    assert log.add("a", ("2", 0.9, True), ("1", 0.4, False)) is None and len(log) == 1
+    assert log.add("b", ("2", 0.1, False), ("1", 0.2, False)) is None
+    path = log.add("c", ("2", 0.6, True), ("1", 0.7, True))
+    assert path == store.run_path("shadow", store.latest("shadow"), "scores.csv") and len(log) == 0
+    df = store.read_csv(path, dtype={"id": "string", "champion_version": "string", "challenger_version": "string"})
+    assert list(df.columns) == list(experiments.ShadowLog.COLUMNS) and df["id"].tolist() == ["a", "b", "c"]
+    assert df["champion_prediction"].tolist() == [True, False, True] and df["challenger_propensity"].iloc[2] == 0.7
+    assert store.read_lineage("shadow", store.latest("shadow"))["rows"] == 3 and log.written == 3
+    assert log.flush() is None  # nothing held
+    log.add("d", ("2", 0.5, True), ("1", 0.5, True))
+    assert log.flush() is not None and len(store.runs("shadow")) == 2 and log.written == 4
+
+
+def test_shadow_log_writes_an_old_batch_on_the_next_row(tmp_path, monkeypatch):
+    from aml.mlops.datastore import DataStore
+
+    log = experiments.ShadowLog(DataStore(tmp_path / "store"), flush_every=1000, max_age_s=30)
+    clock = iter([100.0, 110.0, 131.0])
+    monkeypatch.setattr(experiments.time, "monotonic", lambda: next(clock))
+    assert log.add("a", ("2", 0.9, True), ("1", 0.9, True)) is None  # first row at t=100 (age checked at 110)
+    assert log.add("b", ("2", 0.9, True), ("1", 0.9, True)) is not None  # at 131: older than 30 s
+    with pytest.raises(ValueError, match="flush_every must be"):
+        experiments.ShadowLog(DataStore(tmp_path / "x"), flush_every=0)

@@ -24,7 +24,7 @@ from werkzeug.exceptions import BadRequest
 
 from aml.core import datasets
 from aml.devtools.fixtures import HAM_EXAMPLES, SPAM_EXAMPLES
-from aml.mlops import registry, tracking
+from aml.mlops import experiments, registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.project import api, system
 from aml.spam import MODEL_NAME, sms
@@ -579,7 +579,12 @@ def experiment_app(two_versions, **score):
     """A test client of a service over :func:`two_versions`' stores with ``score`` as its ``config/score.yaml``."""
     with tracking.using(two_versions.uri, experiment="test-api-experiments"):
         app = api.create_app(
-            two_versions.store, {"score": score}, token=TOKEN, lock_dir=two_versions.root / "locks", refresh_s=0
+            two_versions.store,
+            {"score": score},
+            token=TOKEN,
+            lock_dir=two_versions.root / "locks",
+            refresh_s=0,
+            shadow_flush_every=2,
         )
         yield app.test_client()
 
@@ -607,6 +612,19 @@ def ab_checks(client):
 def test_online_shadow_is_scored_and_counted_never_returned(two_versions):
     with experiment_app(two_versions, challenger="1", mode="shadow") as client:
         shadow_checks(client)
+        written_before = len(two_versions.store.runs("shadow"))
+        for i in range(4):  # shadow_flush_every=2: two batches written to shadow/
+            client.post("/score", json={"text": f"{SPAM_EXAMPLES[0]} {i}", "id": f"m{i}"})
+        runs = two_versions.store.runs("shadow")
+        assert len(runs) == written_before + 2
+        scores = two_versions.store.read_csv(two_versions.store.run_path("shadow", runs[-1], "scores.csv"), dtype=str)
+        assert list(scores.columns) == list(experiments.ShadowLog.COLUMNS) and scores["id"].tolist() == ["m2", "m3"]
+        assert set(scores["champion_version"]) == {"2"} and set(scores["challenger_version"]) == {"1"}
+        assert SPAM_EXAMPLES[0] not in two_versions.store.read_text(
+            two_versions.store.run_path("shadow", runs[-1], "scores.csv")
+        )
+        shadow = client.get("/monitoring").json["shadow"]
+        assert shadow["run"] == runs[-1] and shadow["rows"] == 2 and 0 <= shadow["agreement"] <= 1
 
 
 def shadow_checks(client):

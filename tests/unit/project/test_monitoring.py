@@ -145,7 +145,7 @@ def test_evaluation_report_with_a_shadow_and_an_ab_experiment(sms_reference):
 
 def test_latest_page_and_history_read_the_store(tmp_path, sms_reference):
     store = DataStore(tmp_path / "store")
-    assert monitoring.latest(store) == {"batch": None, "evaluation": None, "drift": False}
+    assert monitoring.latest(store) == {"batch": None, "evaluation": None, "shadow": None, "drift": False}
     with pytest.raises(FileNotFoundError, match="no batch monitored yet"):
         monitoring.page(store, "batch")
     with pytest.raises(KeyError, match="no monitoring page"):
