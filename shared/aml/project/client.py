@@ -30,6 +30,10 @@ class SystemClient:
 
         self.url, self.timeout = url.rstrip("/"), timeout
         self.session = requests.Session()
+        # one connection per call: gunicorn closes an idle kept-alive connection after 2 s, and a call that reuses
+        # it just then fails with RemoteDisconnected (seen once in the walkthrough, under load); a loopback
+        # handshake costs far less than any call here
+        self.session.headers["Connection"] = "close"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 

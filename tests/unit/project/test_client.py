@@ -61,3 +61,10 @@ def test_train_waits_for_the_job_and_a_failed_job_raises(url):
     with pytest.raises(ServiceError, match=f"job {started['job']} failed: StoreNotFoundError: no split run") as caught:
         client.wait(started["job"], timeout=60, poll=0.1, progress=seen.append)
     assert caught.value.body["job"]["status"] == "failed" and seen[-1]["status"] == "failed"
+
+
+def test_each_call_uses_a_fresh_connection(url):
+    client = SystemClient(url, TOKEN)
+    assert client.session.headers["Connection"] == "close"
+    for _ in range(3):  # would reuse (and could race with the server's keep-alive close) without it
+        assert client.health()["status"] == "no_model"
