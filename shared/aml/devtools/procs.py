@@ -19,6 +19,7 @@ Choices:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -117,13 +118,17 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the command in a new session (so it and its workers can be stopped together by its PID), its
-        output going to the log file; returns ``self``. Starting twice raises ``RuntimeError``."""
+        output going to the log file, and stopped at this interpreter's exit at the latest; returns ``self``.
+        Starting twice raises ``RuntimeError``."""
         if self.proc is not None:
             raise RuntimeError("already started")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        # stopped when this interpreter exits too: a notebook that fails half-way never reaches its stop cell, and
+        # its kernel's exit must not leave the server running (seen once: a walkthrough's gunicorn outlived it)
+        atexit.register(self.stop)
         return self
 
     def alive(self) -> bool:

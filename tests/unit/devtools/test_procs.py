@@ -1,3 +1,4 @@
+import os
 import signal
 import socket
 import subprocess
@@ -110,3 +111,21 @@ def test_server_process_misuse(tmp_path):
             server.start()
     assert server.proc.poll() is not None  # stopped on leaving the block
     server.log_path.unlink()
+
+
+def test_a_started_server_is_stopped_when_the_interpreter_exits(tmp_path):
+    """A child interpreter starts a server and exits without stopping it (a notebook that failed half-way): the
+    server must not outlive it."""
+    pid_file = tmp_path / "pid"
+    script = (
+        "import sys\n"
+        "from aml.devtools import procs\n"
+        "server = procs.ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1'],"
+        " procs.free_port()).start()\n"
+        "server.wait_ready('/', timeout=30)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(server.proc.pid))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
