@@ -31,7 +31,7 @@ run: $(STAMP) ## Main job: execute every notebook (papermill) into build/, rende
 	$(PYTHON) -m aml.devtools.notebooks
 
 test: $(STAMP) ## Every test: unit, data, model, integration, server, container, git hook, docs site, every notebook (nbmake)
-	$(PYTHON) -m pytest --nbmake --nbmake-timeout=1200 --durations=15 -n 3 --dist loadfile --no-loadscope-reorder
+	$(PYTHON) -m pytest --nbmake --nbmake-timeout=1200 --durations=15 -n 3 --dist loadfile
 
 test-fast: $(STAMP) ## Library and assignment tests without executing the notebooks
 	$(PYTHON) -m pytest
