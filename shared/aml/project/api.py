@@ -588,9 +588,8 @@ def create_app(
         options = {k: v for k, v in payload.items() if k != "input"}
         cfg = config("score", options)
         model = serving()
-        challenger = None
-        if cfg.challenger is not None and cfg.challenger != model.version:
-            challenger = stage_errors(holder.version_model, cfg.challenger)
+        # the serving version as its own challenger is no experiment: score_batch ignores it
+        challenger = stage_errors(holder.version_model, cfg.challenger) if cfg.challenger is not None else None
         return jsonify(stage_errors(system.score_batch, store, model, path, cfg, challenger))
 
     @app.post("/evaluate")

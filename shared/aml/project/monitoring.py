@@ -367,7 +367,7 @@ def shadow_summary(store: DataStore) -> dict[str, Any] | None:
     run = store.latest("shadow")
     if run is None:
         return None
-    df = pd.read_csv(io.BytesIO(store.read_bytes(store.run_path("shadow", run, "scores.csv"))), dtype=str)
+    df = store.read_csv(store.run_path("shadow", run, "scores.csv"), dtype=str)
     agree = (df["champion_prediction"] == df["challenger_prediction"]).mean() if len(df) else float("nan")
     return {
         "run": run,
