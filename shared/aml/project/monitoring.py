@@ -113,15 +113,16 @@ def batch_report(reference: Reference, texts, propensity, seed: int = 0, sample:
     classifier AUC (:func:`aml.mlops.drift.drift_report`), on a seeded sample of at most ``sample`` messages."""
     from aml.spam.profiling import FEATURES, message_features
 
-    texts = pd.Series(list(texts), dtype="object").reset_index(drop=True)
+    texts = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype="object")
     propensity = np.asarray(propensity, dtype=float)
     if propensity.shape != (len(texts),):
         raise ValueError(f"{len(texts)} texts but propensities of shape {propensity.shape}")
     if texts.empty:
         raise ValueError("an empty batch has no distribution to compare")
     pick = _sample(len(texts), sample, seed)
-    current = message_features(texts.iloc[pick]).astype(float).reset_index(drop=True)
-    current[TEXT] = texts.iloc[pick].to_numpy()
+    picked = pd.Series(texts.iloc[pick].tolist(), dtype="object")  # only the sample is copied, not the batch
+    current = message_features(picked).astype(float)
+    current[TEXT] = picked.to_numpy()
     current[PROPENSITY] = propensity[pick]
     ref_pick = _sample(len(reference.features), max(sample, 2 * sample), seed)
     return drift.drift_report(

@@ -109,6 +109,19 @@ def test_feature_drift_applies_bonferroni_and_checks_columns():
         drift.feature_drift(frame, frame.drop(columns="d"), ["d"])
 
 
+def test_feature_drift_ks_is_one_test_per_column_done_at_once():
+    rng = np.random.default_rng(7)
+    reference = pd.DataFrame({"a": rng.normal(size=400), "b": rng.poisson(2, 400).astype(float)})
+    current = pd.DataFrame({"a": rng.normal(0.3, 1, 200), "b": rng.poisson(2, 200).astype(float)})
+    stats = {s.name: s for s in drift.feature_drift(reference, current, ["a", "b"], n_tests=1)}
+    for column in ("a", "b"):
+        alone = drift.ks(reference[column], current[column], name=f"{column}:ks")
+        assert stats[f"{column}:ks"] == alone
+    assert [n.split(":")[1] for n in stats] == ["ks", "psi", "ks", "psi"]
+    with pytest.raises(ValueError, match="current column 'a' contains 1 NaN"):
+        drift.feature_drift(reference, current.assign(a=[np.nan, *current["a"][1:]]), ["a"])
+
+
 # --- texts ----------------------------------------------------------------------------------------------------------
 
 
@@ -369,3 +382,32 @@ def test_a_prepared_text_reference_gives_the_same_answers():
     assert drift.text_reference(reference, max_samples=0).hashed is None  # for the OOV check only
     with pytest.raises(ValueError, match="≥ 2 reference texts"):
         drift.text_reference(["one"])
+
+
+def test_hashed_ngrams_are_what_sklearns_hashing_vectorizer_gives():
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    texts = ["Call me at 5, OK?", "", "WIN win a prize prize now", "naïve café – ça va", spam_texts(1, 0)[0]]
+    vectorizer = HashingVectorizer(
+        ngram_range=(1, 2), alternate_sign=False, norm=None, n_features=drift.DOMAIN_FEATURES
+    )
+    analyzer = drift.default_analyzer()
+    ours = drift._hashed(analyzer(t) for t in texts)
+    assert ours.shape == (5, drift.DOMAIN_FEATURES)
+    assert (ours != vectorizer.transform(texts)).nnz == 0
+
+
+def test_domain_classifier_auc_refuses_a_reference_prepared_for_the_oov_check_only():
+    prepared = drift.text_reference(random_texts(50, 0), max_samples=0)
+    with pytest.raises(ValueError, match="max_samples=0"):
+        drift.domain_classifier_auc(prepared, random_texts(50, 1))
+
+
+def test_drift_report_text_checks_with_or_without_a_prepared_reference_agree():
+    reference = pd.DataFrame({"text": random_texts(200, 0)})
+    current = pd.DataFrame({"text": spam_texts(100, 1)})
+    plain = drift.drift_report(reference, current, text_column="text", max_samples=100)
+    prepared = drift.text_reference(reference["text"], max_samples=100)
+    again = drift.drift_report(pd.DataFrame(), current, text_column="text", max_samples=100, text_reference=prepared)
+    assert [s.to_dict() for s in plain.stats] == [s.to_dict() for s in again.stats]
+    assert plain.drifted() == ["text:oov_ratio", "text:domain_auc"]

@@ -54,6 +54,10 @@ def test_a_held_out_sms_batch_does_not_drift(sms_reference):
     names = {s.name for s in report.stats}
     assert {"chars:ks", "chars:psi", "propensity:ks", "text:oov_ratio", "text:domain_auc"} <= names
     assert report.n_current == monitoring.SAMPLE  # a sample of the 836 messages
+    as_list = monitoring.batch_report(  # the batch's index and container do not matter
+        sms_reference["reference"], test["text"].tolist(), stages.predict_propensity(model, test)
+    )
+    assert [s.to_dict() for s in as_list.stats] == [s.to_dict() for s in report.stats]
 
 
 def test_a_phishing_campaign_drifts(sms_reference):
