@@ -6,7 +6,8 @@ Set only where the caller has not set them, and inherited by the notebook kernel
 - ``AML_BUILD_DIR=build/test``: test artefacts (metrics, model store, MLflow store) never overwrite the ``make run``
   results;
 - ``AML_DATA_DIR``: ``../shared/data`` beside the checkout when it exists (CI's offline dataset copies);
-- offline switches for Hugging Face, DVC analytics, and a non-interactive matplotlib backend.
+- offline switches for Hugging Face, DVC analytics, and a non-interactive matplotlib backend;
+- ``OMP_NUM_THREADS`` (and OpenBLAS's, MKL's) under pytest-xdist: the cores divided among the workers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ if (ROOT.parent / "shared" / "data").is_dir():
     _defaults["AML_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
 for _key, _value in _defaults.items():
     os.environ.setdefault(_key, _value)
+# Parallel workers share the cores (make test: 3 on this 2-core machine, since most tests wait on servers): each gets
+# cores / workers BLAS/OpenMP/torch threads (at least one), as do the notebook kernels and servers it starts; a thread
+# pool per process sized to every core oversubscribes them as soon as two workers compute at once.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _workers > 1:
+    for _key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_key, str(max(1, (os.cpu_count() or 1) // _workers)))
 os.environ.setdefault("AML_MODEL_STORE", str(Path(os.environ["AML_BUILD_DIR"]) / "models"))
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(os.environ['AML_BUILD_DIR']) / 'mlflow' / 'mlflow.db'}")
 

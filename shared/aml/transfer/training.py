@@ -49,10 +49,12 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Limit torch's intra-op threads (default: the number of cores); returns the number set."""
+    """Set torch's intra-op threads; returns the number set. Default: ``OMP_NUM_THREADS`` when it is set (the test
+    session sets it when its parallel workers outnumber the cores, see the workspace's ``conftest.py``), else the
+    number of cores."""
     import os
 
-    n = n or os.cpu_count() or 1
+    n = n or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
 

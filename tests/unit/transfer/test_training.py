@@ -1,3 +1,4 @@
+import os
 import types
 
 import numpy as np
@@ -237,6 +238,11 @@ def test_plot_training_curves():
     plt.close("all")
 
 
-def test_set_threads():
+def test_set_threads(monkeypatch):
+    before = torch.get_num_threads()
     assert training.set_threads(1) == 1 and torch.get_num_threads() == 1
-    training.set_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert training.set_threads() == 2 and torch.get_num_threads() == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert training.set_threads() == os.cpu_count()
+    training.set_threads(before)
