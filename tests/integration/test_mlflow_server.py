@@ -39,7 +39,9 @@ def test_registered_models_through_rest_api(registered, tmp_path, monkeypatch):
         "--workers",
         "1",
     ]
-    with procs.serve(command, path="/health", timeout=120) as server:
+    # as aml.devtools.teamstack.mlflow_server: no job runner (MLflow's GenAI jobs, seven more processes) or telemetry
+    quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with procs.serve(command, path="/health", timeout=120, env=quiet) as server:
         api = f"{server.url}/api/2.0/mlflow"
         reply = requests.get(f"{api}/registered-models/search", timeout=10)
         assert reply.status_code == 200

@@ -381,8 +381,6 @@ def domain_classifier_auc(
         if isinstance(reference_texts, TextReference)
         else text_reference(reference_texts, max_samples=max_samples, seed=seed)
     )
-    if prepared.hashed is None:
-        raise ValueError("the text reference was prepared with max_samples=0 (for the OOV check only)")
     cur = _texts(current_texts, "current_texts")
     return _domain_stat(prepared, [prepared.analyzer(t) for t in cur], seed, folds, max_samples, threshold, name)
 
@@ -401,6 +399,8 @@ def _domain_stat(
     from sklearn.model_selection import StratifiedKFold
 
     reference = prepared.hashed
+    if reference is None:
+        raise ValueError("the text reference was prepared with max_samples=0 (for the OOV check only)")
     n = min(reference.shape[0], len(tokens), max_samples)
     if n < folds:
         raise ValueError(f"domain_classifier_auc needs ≥ {folds} texts on each side, got {n}")

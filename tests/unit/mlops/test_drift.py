@@ -401,6 +401,9 @@ def test_domain_classifier_auc_refuses_a_reference_prepared_for_the_oov_check_on
     prepared = drift.text_reference(random_texts(50, 0), max_samples=0)
     with pytest.raises(ValueError, match="max_samples=0"):
         drift.domain_classifier_auc(prepared, random_texts(50, 1))
+    frame = pd.DataFrame({"text": random_texts(50, 1)})
+    with pytest.raises(ValueError, match="max_samples=0"):
+        drift.drift_report(frame, frame, text_column="text", text_reference=prepared)
 
 
 def test_drift_report_text_checks_with_or_without_a_prepared_reference_agree():
