@@ -37,6 +37,34 @@ def test_binary_metrics_rejects_bad_input():
         metrics.binary_metrics([0, 0], [0.1, 0.2], 0.5)
     with pytest.raises(ValueError, match="NaN"):
         metrics.binary_metrics([0, 1], [0.1, float("nan")], 0.5)
+    with pytest.raises(ValueError, match=r"0 and 1 only, got \[0, 1, 2\]"):
+        metrics.binary_metrics([0, 1, 2], [0.1, 0.2, 0.3], 0.5)
+
+
+def test_average_precision_by_hand():
+    # descending: 0.9 (1), 0.7 (1), 0.6 (0), 0.5 (1): precision 1, 1, 2/3, 3/4 at recall 1/3, 2/3, 2/3, 1
+    assert metrics.average_precision(Y, P) == pytest.approx((1 + 1 + 3 / 4) / 3)
+    # a tie of a positive and a negative counts once, at their shared precision
+    assert metrics.average_precision([1, 0, 1], [0.8, 0.8, 0.1]) == pytest.approx(0.5 * 0.5 + 0.5 * 2 / 3)
+
+
+def test_binary_metrics_equal_scikit_learns_to_the_last_bit():
+    """The NumPy counts and average precision against scikit-learn's on random labels and scores, with and without
+    ties (scores on a coarse grid), at thresholds on and between the scores."""
+    from sklearn.metrics import average_precision_score, confusion_matrix
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 300))
+        y = (rng.random(n) < rng.uniform(0.05, 0.9)).astype(int)
+        if y.min() == y.max():
+            continue
+        p = rng.random(n) if trial % 2 else rng.integers(0, 5, n) / 4
+        threshold = float(rng.choice([0.0, 0.25, 0.5, 1.0, rng.random()]))
+        m = metrics.binary_metrics(y, p, threshold)
+        assert m["aucpr"] == average_precision_score(y, p)
+        tn, fp, fn, tp = confusion_matrix(y, p >= threshold, labels=[0, 1]).ravel()
+        assert m["confusion_matrix"] == [[tn, fp], [fn, tp]]
 
 
 def test_binary_metrics_no_positive_predictions():
