@@ -29,14 +29,14 @@ def plot_pr_curves(
     its points, as a straight line would, shows precision that no threshold reaches), with each model's operating
     point (its threshold) marked by a dot and the precision floor as a dashed line."""
     import matplotlib.pyplot as plt
-    from sklearn.metrics import average_precision_score, precision_recall_curve
+    from sklearn.metrics import precision_recall_curve
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 5))
     for name, p in propensities.items():
         precision, recall, _ = precision_recall_curve(y_true, p)
         (line,) = ax.step(
-            recall, precision, where="post", label=f"{name} (AP {average_precision_score(y_true, p):.3f})"
+            recall, precision, where="post", label=f"{name} (AP {metrics.average_precision(y_true, p):.3f})"
         )
         if thresholds and name in thresholds:
             m = metrics.binary_metrics(y_true, p, thresholds[name])
