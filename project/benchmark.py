@@ -13,7 +13,9 @@ In one run, over fresh stores in a temporary folder (prepare + one training firs
 4. the cost of monitoring a 5,000-message batch (:func:`aml.project.monitoring.batch_report` and storing its
    record, what batch ``/score`` adds per batch) against the batch's scoring time (``system.score_batch`` without
    monitoring: read, score, write the predictions and the take-down list), best of ``--repeats``; the first batch of a model version also builds the
-   reference (:func:`aml.project.system.reference_for`), reported apart. Aim: ≤ 20%.
+   reference (:func:`aml.project.system.reference_for`), reported apart. Aim: ≤ 20%;
+5. the bootstraps an ``/evaluate`` runs on the test split: the champion-vs-challenger comparison and the expected
+   intervals of the watched metrics (:func:`evaluation_cost`).
 
 The load generator shares the 2 cores with the server, so the served figures are a lower bound. Results are printed
 as a Markdown table (for ``project/README.md``) and recorded in ``build/metrics.json`` under ``project.benchmark``.
@@ -119,6 +121,32 @@ def monitoring_cost(store: DataStore, texts: list[str], repeats: int) -> dict:
     }
 
 
+def evaluation_cost(store: DataStore, repeats: int) -> dict:
+    """Seconds the two bootstraps of an evaluation take on the test split (best of ``repeats``): the
+    champion-vs-challenger comparison (:func:`aml.mlops.experiments.compare`, paired, 1,000 resamples; the serving
+    model in both arms: the cost does not depend on the scores) and the expected intervals of the three watched
+    metrics for a batch of that size (:meth:`aml.project.monitoring.Reference.expected`, 300 resamples each)."""
+    from aml.mlops import experiments
+    from aml.project import monitoring
+
+    model = system.load_serving_model(MODEL_NAME)
+    _, frames = system.load_split(store)
+    test = frames["test"]
+    y, p = test["y"].to_numpy(), model.propensities(test["text"])
+    arm = (y, p, model.threshold)
+    reference = system.reference_for(store, model)
+
+    def intervals(_):
+        fresh = monitoring.Reference(**{**vars(reference), "_intervals": {}})  # nothing cached
+        fresh.expected(len(y))
+
+    return {
+        "evaluated_messages": int(len(y)),
+        "comparison_s": min(_timed(lambda a: experiments.compare(a, a), arm) for _ in range(repeats)),
+        "intervals_s": min(_timed(intervals, None) for _ in range(repeats)),
+    }
+
+
 def served(env: dict, path: str, repeats: int, seconds: float) -> dict:
     command = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
     with procs.serve(command, cwd=HERE, env=env, timeout=120) as server:
@@ -158,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             system.train(store, system.TrainConfig(params={"C": 1.0}))
             local, texts = in_process(store, prepared["run"], args.repeats)
             local |= monitoring_cost(store, texts, args.repeats)
+            local |= evaluation_cost(store, args.repeats)
         remote = served({**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds)
     wrk = remote["wrk"]
     single_rate = 1000.0 / local["served_single"]["mean_ms"]
@@ -196,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{local['monitoring_share']:.0%} (aim ≤ 20%)",
         ),
         ("first batch of a model version: building the monitoring reference", f"{local['reference_build_s']:.2f} s"),
+        (
+            f"`/evaluate` of {local['evaluated_messages']:,} labelled messages: champion vs challenger (paired "
+            "bootstrap, 1,000 resamples) / the expected intervals of AUCPR, precision, recall (300 resamples each)",
+            f"{local['comparison_s']:.2f} s / {local['intervals_s']:.2f} s",
+        ),
     ]
     print(f"\n{figures['date']}, {figures['machine']}\n\n| measurement | result |\n| --- | --- |")
     for name, value in rows:
