@@ -39,7 +39,7 @@ def _check(y_true, propensity) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"y_true {y_true.shape} and propensity {propensity.shape} differ in shape")
     if not np.isin(y_true, (0, 1)).all():
         raise ValueError(f"y_true must hold 0 and 1 only, got {sorted(set(np.unique(y_true).tolist()))}")
-    if y_true.min(initial=1) == y_true.max(initial=0):
+    if y_true.size == 0 or y_true.min() == y_true.max():
         raise ValueError("metrics need both classes in y_true")
     if np.isnan(propensity).any():
         raise ValueError("propensity contains NaN")
@@ -65,7 +65,7 @@ def binary_metrics(y_true, propensity, threshold: float, prediction=None) -> dic
     recall = tp / (tp + fn)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "aucpr": average_precision(y_true, propensity),
+        "aucpr": _average_precision(y_true, propensity),
         "threshold": float(threshold),
         "precision": float(precision),
         "recall": float(recall),
@@ -80,7 +80,10 @@ def average_precision(y_true, propensity) -> float:
     """AUCPR as average precision, ``Σ (R_k − R_{k−1}) · P_k`` over the distinct propensities from the highest:
     scikit-learn's ``average_precision_score`` (binary, no weights), step for step — the same stable sort, the same
     cumulative counts and the same sum, so the same float."""
-    y_true, propensity = _check(y_true, propensity)
+    return _average_precision(*_check(y_true, propensity))
+
+
+def _average_precision(y_true: np.ndarray, propensity: np.ndarray) -> float:
     order = np.argsort(propensity, kind="mergesort")[::-1]
     scores, truth = propensity[order], y_true[order]
     thresholds = np.r_[np.where(np.diff(scores))[0], truth.size - 1]  # the last row of each distinct score

@@ -35,6 +35,8 @@ def test_binary_metrics_rejects_bad_input():
         metrics.binary_metrics(Y, P[:3], 0.5)
     with pytest.raises(ValueError, match="both classes"):
         metrics.binary_metrics([0, 0], [0.1, 0.2], 0.5)
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.average_precision([], [])
     with pytest.raises(ValueError, match="NaN"):
         metrics.binary_metrics([0, 1], [0.1, float("nan")], 0.5)
     with pytest.raises(ValueError, match=r"0 and 1 only, got \[0, 1, 2\]"):
