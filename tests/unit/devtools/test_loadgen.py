@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import sys
 import threading
 
 import pytest
@@ -73,9 +74,15 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # wrk hangs up mid-answer when its time is up
+            super().handle_error(request, client_address)
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"), reason="wrk is not installed")
 def test_run_wrk_measures_a_real_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server = _Server(("127.0.0.1", 0), _Echo)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
