@@ -152,7 +152,12 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Stop the server (idempotent); returns its exit code."""
-        return None if self.proc is None else stop_process(self.proc, timeout)
+        if self.proc is None:
+            return None
+        # no second stop at exit: a process that starts many servers (a test worker) neither keeps every one alive
+        # until it exits nor signals, then, the process groups of long-reaped PIDs that the system may have reused
+        atexit.unregister(self.stop)
+        return stop_process(self.proc, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self

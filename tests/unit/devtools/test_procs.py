@@ -129,3 +129,21 @@ def test_a_started_server_is_stopped_when_the_interpreter_exits(tmp_path):
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_stopped_server_leaves_no_exit_handler():
+    """Stopping unregisters the exit-time stop: a worker that starts many servers keeps none of them (nor, at its
+    exit, their reaped PIDs) once they are stopped, so a stopped server is freed."""
+    import gc
+    import weakref
+
+    server = procs.ServerProcess(
+        [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"], procs.free_port()
+    )
+    server.start()
+    log, alive = server.log_path, weakref.ref(server)
+    server.stop()
+    del server
+    gc.collect()
+    assert alive() is None
+    log.unlink()
