@@ -62,6 +62,10 @@ DOMAIN_AUC_THRESHOLD = 0.7
 DOMAIN_FEATURES = 2**16
 #: additive (Laplace/Lidstone) smoothing of the domain classifier's n-gram counts
 NB_ALPHA = 0.1
+#: the domain classifier's cross-validation folds
+DOMAIN_FOLDS = 5
+#: the names of the two text checks in a report
+OOV_CHECK, DOMAIN_CHECK = "text:oov_ratio", "text:domain_auc"
 
 
 @dataclass
@@ -309,7 +313,7 @@ def oov_rate(
     holdout: float = 0.2,
     max_ratio: float = OOV_MAX_RATIO,
     seed: int = 0,
-    name: str = "text:oov_ratio",
+    name: str = OOV_CHECK,
 ) -> Stat:
     """Out-of-vocabulary rate of the current texts relative to the reference's own.
 
@@ -356,10 +360,10 @@ def domain_classifier_auc(
     reference_texts,
     current_texts,
     seed: int = 0,
-    folds: int = 5,
+    folds: int = DOMAIN_FOLDS,
     max_samples: int = 500,
     threshold: float = DOMAIN_AUC_THRESHOLD,
-    name: str = "text:domain_auc",
+    name: str = DOMAIN_CHECK,
 ) -> Stat:
     """Can a classifier tell current texts from reference texts? ``min(len(ref), len(cur), max_samples)`` texts are
     drawn (seeded) from each side, so the classes are balanced; word uni- and bigram counts (hashed) feed a
@@ -375,8 +379,9 @@ def domain_classifier_auc(
     ``roc_auc_score`` (same numbers) spent 40 ms more on input validation and a TF-IDF + logistic-regression
     pipeline refitted per fold 0.2–0.8 s (70 ms even on these hashed counts, with scikit-learn's TF-IDF transform
     and liblinear per fold, against 11 ms here; the same discrimination in the drift study) — and the check runs on
-    every scored batch (its budget: ≤ 20% of the batch's scoring time, ``project/benchmark.py``). ``reference_texts`` may be a :class:`TextReference` (its hashed
-    sample is used as it is; the current texts go through its analyzer)."""
+    every scored batch (its budget: ≤ 20% of the batch's scoring time, ``project/benchmark.py``).
+    ``reference_texts`` may be a :class:`TextReference` (its hashed sample is used as it is; the current texts go
+    through its analyzer)."""
     prepared = (
         reference_texts
         if isinstance(reference_texts, TextReference)
@@ -759,8 +764,10 @@ def drift_report(
         prepared = text_reference or _prepare_texts(reference_df[text_column], max_samples=max_samples, seed=seed)
         cur_texts = _texts(current_df[text_column], "current_texts")
         tokens = [prepared.analyzer(t) for t in cur_texts]  # tokenised once for both checks
-        stats.append(_oov_stat(prepared, tokens, OOV_MAX_RATIO, "text:oov_ratio"))
-        stats.append(_domain_stat(prepared, tokens, seed, 5, max_samples, DOMAIN_AUC_THRESHOLD, "text:domain_auc"))
+        stats.append(_oov_stat(prepared, tokens, OOV_MAX_RATIO, OOV_CHECK))
+        stats.append(
+            _domain_stat(prepared, tokens, seed, DOMAIN_FOLDS, max_samples, DOMAIN_AUC_THRESHOLD, DOMAIN_CHECK)
+        )
     samples = {c: (reference_df[c].to_numpy(dtype=float), current_df[c].to_numpy(dtype=float)) for c in columns}
     if propensity_column:
         samples[propensity_column] = (reference_propensity, current_df[propensity_column].to_numpy(dtype=float))
