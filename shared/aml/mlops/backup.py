@@ -7,10 +7,10 @@ Why a module of its own rather than ``cp -r``:
   WAL mode the newest commits are not in the main file at all). :func:`backup` copies the database with SQLite's
   *online backup API* (:meth:`sqlite3.Connection.backup`, in one step, so the copy is one consistent snapshot; a
   writer waits the few milliseconds it takes) and runs ``PRAGMA integrity_check`` on the copy.
-- MLflow stores *absolute* artifact locations (``file:///old/root/artifacts/...``) in its database. A copy restored
-  into another folder would list models whose files it looks for in the old place — gone after a disaster.
-  :func:`restore` rewrites every text value of every table that starts with the old artifacts root to the new one
-  (generic over the schema, so the trace tags and any column a later MLflow adds are covered; in MLflow 3.17 the
+- MLflow stores *absolute* artifact locations (``file://<the backed-up root>/artifacts/...``) in its database. A
+  copy restored into another folder would list models whose files it looks for in the old place — gone after a
+  disaster. :func:`restore` rewrites every text value of every table that starts with the old artifacts root to the
+  new one (generic over the schema, so the trace tags and any column a later MLflow adds are covered; in MLflow 3.17 the
   values are ``experiments.artifact_location``, ``runs.artifact_uri``, ``logged_models.artifact_location`` and
   ``model_versions.storage_location``) and reports which columns still mention the old root, if any. Files are
   never rewritten, so the restored files have the backed-up hashes (a model's ``MLmodel`` keeps its informational
