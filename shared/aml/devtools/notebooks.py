@@ -1,6 +1,6 @@
 """Run the workspace's notebooks: ``make run`` calls ``python -m aml.devtools.notebooks``.
 
-Every notebook (``assignment*/*.ipynb``, ``project/*.ipynb``, in folder then name order) is executed with papermill
+Every notebook (``lectures/*.ipynb``, ``assignment*/*.ipynb``, ``project/*.ipynb``, in folder then name order) is executed with papermill
 in its own folder (plain-text progress bars, ``AML_PROGRESS=text``), written to
 ``build/notebooks/<folder>/<name>.ipynb``, rendered to ``build/html/``, and the metrics
 the notebooks recorded (``build/metrics.json``) are printed as one table.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aml.core import config, reporting
 
-PATTERNS = ("assignment*/*.ipynb", "project/*.ipynb")
+PATTERNS = ("lectures/*.ipynb", "assignment*/*.ipynb", "project/*.ipynb")
 
 #: The first code cell of every notebook, character for character (``tests/test_workspace.py`` checks it): in Colab it
 #: clones the workspace (``AML_WORKSPACE_URL``, e.g. your fork; set it with ``%env`` before running the cell) and
