@@ -2,10 +2,13 @@
 hand-written messages, apart from its score on held-out data.
 
 - **minimum functionality** (:data:`BANK`, :func:`run_bank`, :func:`pass_rate`): hand-written messages with the
-  expected label and a category — obvious ``spam``, everyday ``ham``, polite ``marketing_ham`` (legitimate
-  notifications from shops, surgeries, schools: the ham a filter must not block) and ``placeholder`` texts that
-  people type when they try the service ("Test text"). Every message was written for this bank, none is copied
-  from the SMS Spam Collection.
+  expected label and a category — obvious ``spam``, everyday ``ham``, ``requested_notice`` (notices the recipient
+  asked for by booking, buying or joining: a reminder from the surgery, a dispatched order, a prescription ready —
+  the ham a filter must not block), ``promotion`` (polite marketing nobody asked for: a new menu, a sale — spam by
+  the collection's definition, however polite) and ``placeholder`` texts that people type when they try the
+  service ("Test text"). The labelling rule is the SMS Spam Collection's: spam is unsolicited commercial or
+  fraudulent, ham is personal or requested. Every message was written for this bank, none is copied from the
+  collection.
 - **invariance** (:data:`INVARIANCE`, :func:`invariance`): changing a person's name or a time in a message must not
   change the prediction.
 - **directional** (:data:`DIRECTIONAL`, :func:`directional`): adding a premium-rate number and "WIN" to a message
@@ -25,8 +28,10 @@ import pandas as pd
 
 from aml.core.metrics import apply_threshold
 
-SPAM, HAM, MARKETING_HAM, PLACEHOLDER = "spam", "ham", "marketing_ham", "placeholder"
-CATEGORIES = (SPAM, HAM, MARKETING_HAM, PLACEHOLDER)
+SPAM, HAM, REQUESTED_NOTICE, PROMOTION, PLACEHOLDER = "spam", "ham", "requested_notice", "promotion", "placeholder"
+CATEGORIES = (SPAM, HAM, REQUESTED_NOTICE, PROMOTION, PLACEHOLDER)
+#: each category's expected label (1 = spam, 0 = ham)
+EXPECTED = {SPAM: 1, HAM: 0, REQUESTED_NOTICE: 0, PROMOTION: 1, PLACEHOLDER: 0}
 #: the pass rate the selected model must reach on :data:`BANK`
 MIN_PASS_RATE = 0.95
 #: the floor of the bank's overall pass rate below which a model regressed: the selected model reaches 0.871 (it
@@ -107,25 +112,41 @@ BANK: tuple[Case, ...] = (
         ),
     ),
     *_cases(
-        MARKETING_HAM,
+        REQUESTED_NOTICE,
         0,
         (
             "Thank you for shopping with us. Your order has been dispatched and should arrive on Tuesday.",
             "Reminder: your dental appointment is tomorrow at 10:30. Reply to this message if you need to reschedule.",
             "Hi, this is the library. The book you reserved is now ready for collection.",
             "Your table for four at Luigi's is booked for Saturday at 8pm. We look forward to seeing you.",
-            "Thanks for visiting our shop today! We hope to see you again soon.",
             "The gym will be closed on Monday for the bank holiday. Normal opening hours resume on Tuesday.",
             "Your prescription is ready to collect from the pharmacy on High Street.",
             "Hello from the school office: parents' evening is on Wednesday from 4pm in the main hall.",
             "We have received your payment, thank you. Your account is now up to date.",
             "Your parcel could not be delivered today. We will try again tomorrow between 9am and 1pm.",
-            "Our new autumn menu starts next week. Come and try it with your friends!",
             "Thank you for your feedback on our service, we really appreciate it.",
             "Hi Sarah, your hair appointment with Emma is confirmed for Friday at 2pm.",
             "The plumber will arrive between 8 and 10 tomorrow morning. Please make sure someone is home.",
             "Welcome to the book club! Our next meeting is on the first Thursday of the month.",
             "Your car is due for its annual service. Please call the garage to book a time that suits you.",
+        ),
+    ),
+    *_cases(
+        PROMOTION,
+        1,
+        (
+            "Our new autumn menu starts next week. Come and try it with your friends!",
+            "Summer sale now on: 30% off all garden furniture until Sunday. Visit us in store or online.",
+            "Treat yourself this weekend! Two main courses for the price of one at Bella Pasta, Friday to Sunday.",
+            "New season, new look: our autumn collection has arrived. Pop in and see what's new.",
+            "Looking for a new car? Test drive the latest models at Parkside Motors this weekend and get a free gift.",
+            "Great news! Our bakery now delivers. Order fresh bread and cakes to your door from just £2.",
+            "Half price haircuts for new customers all this month at Studio Style. Book now!",
+            "Spring offer: have your windows cleaned for only £10. Reply YES and we'll call you to arrange a visit.",
+            "Join our gym this month and pay no joining fee. Classes, pool and sauna included.",
+            "It's our birthday! Enjoy 15% off everything in store this Saturday only.",
+            "Save on your energy bills with our new fixed tariff. Call us today for a free quote.",
+            "Our pizza deal is back: any large pizza for £9.99, Tuesdays only. Order online now.",
         ),
     ),
     *_cases(
@@ -159,7 +180,7 @@ INVARIANCE: tuple[Case, ...] = (
     Case("{name} said the meeting moved to {time} tomorrow", 0, HAM),
     Case("Can you ask {name} to call me back before {time}?", 0, HAM),
     Case("Dinner is at {name}'s place, come round at {time}", 0, HAM),
-    Case("Hi {name}, your appointment is confirmed for Monday at {time}. See you then.", 0, MARKETING_HAM),
+    Case("Hi {name}, your appointment is confirmed for Monday at {time}. See you then.", 0, REQUESTED_NOTICE),
     Case("{name}, you have WON a £1000 cash prize! Call 09061234567 before {time} to claim. 150p/min", 1, SPAM),
     Case("URGENT {name}! Your £500 bonus expires at {time}. Txt CLAIM to 81234 now", 1, SPAM),
 )
@@ -294,6 +315,7 @@ __all__ = [
     "BANK_FLOOR",
     "GATE",
     "CATEGORIES",
+    "EXPECTED",
     "DIRECTIONAL",
     "INVARIANCE",
     "MIN_PASS_RATE",

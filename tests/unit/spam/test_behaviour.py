@@ -30,7 +30,14 @@ def test_bank_is_large_balanced_and_distinct():
     assert set(df["category"]) == set(behaviour.CATEGORIES)
     assert df["category"].value_counts().min() >= 10
     assert not df["text"].str.lower().duplicated().any()
-    assert ((df["category"] == behaviour.SPAM) == (df["expected"] == 1)).all()
+    assert set(behaviour.EXPECTED) == set(behaviour.CATEGORIES)
+    assert (df["expected"] == df["category"].map(behaviour.EXPECTED)).all()
+    # the labels follow the collection's rule: promotions nobody asked for are spam, notices asked for are ham
+    assert {"Our new autumn menu starts next week. Come and try it with your friends!"} <= set(
+        df.loc[df["category"] == behaviour.PROMOTION, "text"]
+    )
+    assert (df.loc[df["category"] == behaviour.PROMOTION, "expected"] == 1).all()
+    assert (df.loc[df["category"] == behaviour.REQUESTED_NOTICE, "expected"] == 0).all()
     assert {"Test text", "This is a sample text for testing."} <= set(df.loc[df["category"] == "placeholder", "text"])
 
 
@@ -47,7 +54,8 @@ def test_run_bank_columns_and_pass_logic():
 def test_pass_rates_per_category():
     table = behaviour.run_bank(Constant(0.9), threshold=0.5)
     rates = behaviour.pass_rates(table)
-    assert rates["spam"] == 1.0 and rates["ham"] == 0.0 and rates["placeholder"] == 0.0
+    assert rates["spam"] == 1.0 and rates["promotion"] == 1.0
+    assert rates["ham"] == 0.0 and rates["requested_notice"] == 0.0 and rates["placeholder"] == 0.0
     assert rates["all"] == pytest.approx(behaviour.pass_rate(table))
 
 
