@@ -27,16 +27,25 @@ def _failures(table):
 
 
 #: The selected model's bank pass rate is a benchmark (printed by ``make run``, in the README), aimed at
-#: behaviour.MIN_PASS_RATE (0.95). Today's selected model reaches 0.871 on the seed-42 split: it flags placeholders
-#: ("Test text") and polite marketing-style ham, and no variant reached 0.95 on average over split seeds without
-#: losing validation AUCPR (README, "Model behaviour"). This floor guards against a regression below today's level
-#: (the project's /train gate uses the same floor).
+#: behaviour.MIN_PASS_RATE (0.95). Today's selected model passes 0.850 (68 of 80) on the seed-42 split: it flags
+#: placeholders ("Test text") and requested notices (a dental reminder, "your prescription is ready") and misses
+#: polite promotions (behaviour.BANK_FLOOR says why its floor is 0.80). The project's /train gate uses the same floor.
 REGRESSION_FLOOR = behaviour.BANK_FLOOR
+#: Per category, one message below today's selected model (seed 42: requested notices 8 of 14, promotions 8 of 12,
+#: placeholders 10 of 12): the overall floor lets one category sink while another rises; these do not.
+CATEGORY_FLOORS = {behaviour.REQUESTED_NOTICE: 7 / 14, behaviour.PROMOTION: 7 / 12, behaviour.PLACEHOLDER: 9 / 12}
 
 
 def test_bank_pass_rate_does_not_regress(bank):
     assert len(bank) >= 60
     assert behaviour.pass_rate(bank) >= REGRESSION_FLOOR, _failures(bank)
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORY_FLOORS))
+def test_no_category_regresses(bank, category):
+    rows = bank[bank["category"] == category]
+    assert len(rows) >= 10
+    assert behaviour.pass_rate(rows) >= CATEGORY_FLOORS[category] - 1e-9, _failures(rows)
 
 
 def test_everyday_ham_passes(bank):
