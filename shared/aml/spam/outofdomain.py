@@ -23,13 +23,13 @@ reviewed line by line and kept in the repository.
 
 :func:`evaluate` scores a model on the set at its threshold (the validation-chosen one) and returns an
 :class:`OutOfDomainReport`: spam caught (recall), ham kept (1 − false-positive rate), AUCPR, a per-category table and
-the messages the model gets wrong. The aim (issue 24) is :data:`AIM` for both ham kept and spam caught.
+the messages the model gets wrong; :func:`compare` puts several models side by side, each at its own threshold. The aim (issue 24) is :data:`AIM` for both ham kept and spam caught.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -247,12 +247,33 @@ def evaluate(
     return OutOfDomainReport(float(threshold), table)
 
 
+def compare(models: Mapping[str, tuple[Any, float]], data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Several models on the set, each at its own threshold (``models``: name -> ``(model, threshold)``, e.g. every
+    :class:`aml.spam.stages.Trained`'s ``model`` and ``threshold``): one row per model with ``threshold``,
+    ``ham_kept``, ``spam_caught``, ``aucpr`` and one column per category (its rate), in the given order."""
+    if not models:
+        raise ValueError("compare() needs at least one (model, threshold)")
+    df = load() if data is None else data
+    rows = {}
+    for name, (model, threshold) in models.items():
+        report = evaluate(model, threshold, df)
+        rows[name] = {
+            "threshold": report.threshold,
+            "ham_kept": report.ham_kept,
+            "spam_caught": report.spam_caught,
+            "aucpr": report.aucpr,
+            **report.by_category()["rate"].to_dict(),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
 __all__ = [
     "AIM",
     "CATEGORIES",
     "COLUMNS",
     "FILE",
     "OutOfDomainReport",
+    "compare",
     "evaluate",
     "load",
     "path",

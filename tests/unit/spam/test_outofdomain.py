@@ -123,3 +123,13 @@ def test_evaluate_refuses_what_it_cannot_measure():
         outofdomain.evaluate(lambda texts: [0.5], 0.5, SMALL)
     with pytest.raises(TypeError, match="predict_proba"):
         outofdomain.evaluate(object(), 0.5, SMALL)
+
+
+def test_compare_puts_models_side_by_side_each_at_its_threshold():
+    table = outofdomain.compare({"keyword": (Keyword(), 0.5), "strict": (Keyword(), 0.95)}, SMALL)
+    assert list(table.index) == ["keyword", "strict"]
+    assert list(table.columns[:4]) == ["threshold", "ham_kept", "spam_caught", "aucpr"]
+    assert table.loc["keyword", "spam_caught"] == pytest.approx(2 / 3) and table.loc["strict", "spam_caught"] == 0.0
+    assert table.loc["strict", "ham_kept"] == 1.0 and table.loc["keyword", "work"] == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        outofdomain.compare({}, SMALL)
