@@ -211,16 +211,19 @@ def optimise(
 
 
 def path_table(surface: Surface, paths: Mapping[str, np.ndarray], tol: float = 1e-2) -> pd.DataFrame:
-    """For each path: the final loss, the distance to the nearest minimum and the first step at which the loss is
+    """For each path: the final loss, the nearest minimum and the distance to it, and the first step at which the loss is
     below ``tol`` (NaN when never)."""
     rows = {}
     minima = np.array(surface.minima)
     for name, path in paths.items():
         values = surface.f(path[:, 0], path[:, 1])
         below = np.flatnonzero(values < tol)
+        distances = np.linalg.norm(minima - path[-1], axis=1)
+        nearest = minima[int(np.argmin(distances))]
         rows[name] = {
             "final loss": float(values[-1]),
-            "distance to nearest minimum": float(np.linalg.norm(minima - path[-1], axis=1).min()),
+            "nearest minimum": f"({nearest[0]:.2f}, {nearest[1]:.2f})",
+            "distance to nearest minimum": float(distances.min()),
             f"first step with loss < {tol:g}": float(below[0]) if below.size else np.nan,
         }
     return pd.DataFrame(rows).T
@@ -256,7 +259,7 @@ def animate_paths(surface: Surface, paths: Mapping[str, np.ndarray], frames: int
     import matplotlib.pyplot as plt
     from matplotlib import animation
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=72)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=60)
     _contours(ax, surface)
     lines = {
         name: (
