@@ -53,8 +53,15 @@ def test_build_is_seeded():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-def test_train_learns_digits_and_is_reproducible(digits):
-    torch.set_num_threads(1)
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds synchronisation
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_learns_digits_and_is_reproducible(digits, one_thread):
     small = {k: (v[0][:200], v[1][:200]) for k, v in digits.items()}
     runs = []
     for _ in range(2):
