@@ -393,7 +393,7 @@ class MLP:
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """The output (one row per example) and the cache of every layer's ``(input, pre-activation)`` for
-        :meth:`backward`."""
+        :meth:`MLP.backward`."""
         a = np.asarray(X, dtype=float)
         cache = []
         last = len(self.weights) - 1
@@ -416,7 +416,7 @@ class MLP:
         return float(-np.mean(t * np.log(p) + (1 - t) * np.log(1 - p)))
 
     def backward(self, cache, out: np.ndarray, target: np.ndarray) -> list[np.ndarray]:
-        """Backpropagation: the gradients of the mean loss with respect to :attr:`parameters` (same order, same
+        """Backpropagation: the gradients of the mean loss with respect to :attr:`MLP.parameters` (same order, same
         shapes). The chain rule, layer by layer from the output: ``δ = ∂L/∂z``, ``∂L/∂W = aᵀδ``, ``∂L/∂b = Σδ``,
         then ``δ ← (δ Wᵀ) ⊙ f'(z)`` of the layer below."""
         t = np.asarray(target, float).reshape(out.shape)
