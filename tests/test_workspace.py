@@ -85,7 +85,7 @@ def test_parameters_cell_holds_literals_that_papermill_lists(path, caplog):
             pytest.fail(f"{path.name}: `{line}` is not a literal: set it to None and resolve it in the next cell")
     with caplog.at_level(logging.WARNING, logger="papermill"):
         listed = papermill.inspect_notebook(str(path))
-    assert not [r.getMessage() for r in caplog.records], "papermill could not read the parameters cell"
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("papermill")], "papermill: parse warnings"
     assert list(listed) == list(defaults), "papermill lists other parameters than the cell assigns"
     assert {name: ast.literal_eval(p["default"]) for name, p in listed.items()} == defaults
 

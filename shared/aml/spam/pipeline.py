@@ -91,9 +91,7 @@ def train(data_dir: str | Path, model_path: str | Path, params: dict, seed: int 
     return {"threshold": trained.threshold, "validation_aucpr": trained.metrics["validation"]["aucpr"]}
 
 
-def evaluate(
-    data_dir: str | Path, model_path: str | Path, metrics_path: str | Path, seed: int | None = None
-) -> dict:
+def evaluate(data_dir: str | Path, model_path: str | Path, metrics_path: str | Path, seed: int | None = None) -> dict:
     """Test metrics of the saved model at its threshold, written as JSON (a DVC metrics file), each named
     ``test_<metric>`` so no reader mistakes them for validation figures. With ``seed``, the test split must have been
     made with it, as in :func:`train`."""
