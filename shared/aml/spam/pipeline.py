@@ -56,9 +56,8 @@ def prepare(raw_path: str | Path, out_dir: str | Path, seed: int) -> dict[str, P
     the raw file's hash, rows and file hashes; :func:`aml.spam.stages.save_splits`)."""
     from aml.spam import stages
 
-    fractions = (0.70, 0.15, 0.15)
-    parts = stages.prepare_train_validation_test_split(stages.load_data(raw_path), seed, fractions)
-    return stages.save_splits(parts, out_dir, seed=seed, source=raw_path, fractions=fractions)
+    parts = stages.prepare_train_validation_test_split(stages.load_data(raw_path), seed, stages.FRACTIONS)
+    return stages.save_splits(parts, out_dir, seed=seed, source=raw_path, fractions=stages.FRACTIONS)
 
 
 def build_model(params: dict):

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 TEXT, TARGET, ID = "text", "y", "id"
 PROPENSITY, PREDICTION = "propensity", "prediction"
 MIN_PRECISION = _metrics.MIN_PRECISION
+#: the train/validation/test fractions of the split (stratified)
+FRACTIONS = (0.70, 0.15, 0.15)
 #: what :func:`evaluate` computes by default
 METRICS = _metrics.METRICS
 #: the model-validation gate's defaults (see :func:`validate`)
@@ -63,6 +65,7 @@ MIN_AUCPR = 0.95
 AUCPR_TIE = 0.001
 
 __all__ = [
+    "FRACTIONS",
     "METRICS",
     "Comparison",
     "Trained",
@@ -125,7 +128,7 @@ def save_data(df: pd.DataFrame, file_path: str | Path) -> Path:
 
 
 def prepare_train_validation_test_split(
-    df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = FRACTIONS
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Raw ``label``/``text`` frame → ``(df_train, df_val, df_test)``: text stripped, ``y`` added (spam = 1), exact
     duplicate texts dropped before splitting (:func:`aml.spam.sms.preprocess`), then a stratified split on ``y``
@@ -214,9 +217,8 @@ def prepare(folder: str | Path, seed: int = 42, raw_path: str | Path | None = No
     """load → split → save: the raw collection (``raw_path``, default the registry's copy) split with ``seed`` into
     ``folder``, with its manifest."""
     raw_path = Path(raw_path) if raw_path else datasets.fetch("sms_spam") / sms.FILENAME
-    fractions = (0.70, 0.15, 0.15)
-    parts = dict(zip(SPLITS, prepare_train_validation_test_split(load_data(raw_path), seed, fractions), strict=True))
-    save_splits(parts, folder, seed=seed, source=raw_path, fractions=fractions)
+    parts = dict(zip(SPLITS, prepare_train_validation_test_split(load_data(raw_path), seed, FRACTIONS), strict=True))
+    save_splits(parts, folder, seed=seed, source=raw_path, fractions=FRACTIONS)
     return parts
 
 

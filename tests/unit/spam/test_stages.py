@@ -73,6 +73,7 @@ def test_save_load_prepare_and_ensure_splits(tmp_path):
     assert sum(len(p) for p in parts.values()) == 80  # the duplicate was removed
     manifest = json.loads((tmp_path / "out" / "splits.json").read_text())
     assert manifest["seed"] == 3 and manifest["rows"] == {name: len(parts[name]) for name in SPLITS}
+    assert manifest["fractions"] == list(stages.FRACTIONS)
     assert manifest["source"]["name"] == "raw" and len(manifest["source"]["sha256"]) == 64
     assert sorted(manifest["files"]) == ["test.csv", "train.csv", "validation.csv"]
     loaded = stages.load_splits(tmp_path / "out", seed=3)
