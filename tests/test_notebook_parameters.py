@@ -173,3 +173,27 @@ def test_every_notebook_has_a_row():
     """A new notebook gets a row (or an entry here saying why not)."""
     without_row = {str(p.relative_to(ROOT)) for p in notebooks.discover(ROOT)} - {row.notebook for row in ROWS}
     assert not without_row, f"add a row to ROWS for {sorted(without_row)}"
+
+
+def _collected(*args: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in out.splitlines() if "ipynb" in line and "::" in line]
+
+
+def test_each_notebook_runs_once_where_its_row_is_collected():
+    """With its row in the session, a notebook's nbmake item is deselected and the row takes its place; nbmake alone
+    (a grader) keeps it."""
+    row = "tests/test_notebook_parameters.py::test_notebook_with_a_non_default_parameter[notebook=assignment1/train.ipynb]"
+    both = _collected("--nbmake", "assignment1/train.ipynb", "tests/test_notebook_parameters.py")
+    assert row in both and not [line for line in both if line.startswith("assignment1/train.ipynb")], both
+    alone = _collected("--nbmake", "assignment1/train.ipynb")
+    assert len(alone) == 1 and alone[0].startswith("assignment1/train.ipynb::"), alone
