@@ -87,7 +87,7 @@ def _env_choice(name: str, choices: tuple[str, ...]) -> str:
 
 def budget(value: str | None = None) -> str:
     """The work budget a notebook runs with: ``value`` (its ``BUDGET`` parameter) when given, else ``AML_BUDGET``,
-    else ``full``; checked to be one of :data:`BUDGETS` (case and surrounding spaces ignored)."""
+    else ``full``; checked to be one of ``BUDGETS`` (case and surrounding spaces ignored)."""
     if value is None:
         return _env_choice(BUDGET_ENV, BUDGETS)
     chosen = str(value).strip().lower()
