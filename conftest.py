@@ -13,6 +13,7 @@ Set only where the caller has not set them, and inherited by the notebook kernel
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,53 @@ os.environ.setdefault("AML_MODEL_STORE", str(Path(os.environ["AML_BUILD_DIR"]) /
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(os.environ['AML_BUILD_DIR']) / 'mlflow' / 'mlflow.db'}")
 
 
+#: a test whose parameter id is ``notebook=<path>`` (``tests/test_notebook_parameters.py``) executes that notebook
+_NOTEBOOK_PARAM = re.compile(r"\[notebook=(?P<notebook>[^\[\]]+\.ipynb)\]$")
+
+
+def _notebook_of(item) -> Path | None:
+    """The notebook a test item executes: nbmake's item's file, or the path a notebook-parametrised test names."""
+    if str(item.path).endswith(".ipynb"):
+        return Path(item.path).resolve()
+    match = _NOTEBOOK_PARAM.search(item.nodeid)
+    return (ROOT / match["notebook"]).resolve() if match and item.get_closest_marker("notebook") else None
+
+
 def pytest_collection_modifyitems(config, items):
+    """Mark nbmake's items ``notebook``. Each notebook runs once: where nbmake's item of a notebook and a
+    notebook-parametrised test of it (the papermill parameter test) are both collected, the test takes the nbmake
+    item's place in the order and the nbmake item is deselected (``pytest --nbmake`` on notebooks alone keeps it)."""
     for item in items:
         if str(item.path).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebook)
+    replacing = {}
+    for item in items:
+        notebook = _notebook_of(item)
+        if notebook is not None and not str(item.path).endswith(".ipynb"):
+            replacing[notebook] = item
+    covered = [item for item in items if str(item.path).endswith(".ipynb") and Path(item.path).resolve() in replacing]
+    if not covered:
+        return
+    moved = {id(replacing[Path(item.path).resolve()]) for item in covered}
+    kept = [item for item in items if id(item) not in moved]
+    items[:] = [replacing[Path(item.path).resolve()] if item in covered else item for item in kept]
+    config.hook.pytest_deselected(items=covered)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``--dist loadfile``, a notebook-parametrised test is scheduled as its notebook's own file would be: one
+    group per notebook (not one worker for the whole parametrised module), so the notebooks still run in parallel."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NotebookScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            match = _NOTEBOOK_PARAM.search(nodeid)
+            return match["notebook"] if match else super()._split_scope(nodeid)
+
+    return NotebookScheduling(config, log)
 
 
 # -- shared fixtures (the one place for them: no test module imports another) ----------------------------------------
@@ -105,8 +149,8 @@ def mlflow_store(tmp_path):
 @pytest.fixture(scope="session")
 def built_spam_filter(tmp_path_factory):
     """``(result, folder)``: :func:`aml.spam.selection.build_spam_filter` run once per test session on the real
-    collection (``AML_DATA_DIR``), seed 42, without the slow transformer; splits in ``folder/data``, the artefact in
-    ``folder/store``."""
+    collection (``AML_DATA_DIR``), seed 42, without the slow transformer; splits (with their manifest) in
+    ``folder/data/seed-42``, the artefact in ``folder/store``."""
     from aml.core import config
     from aml.spam import selection
 

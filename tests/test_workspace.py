@@ -1,7 +1,17 @@
 """Workspace rules checked on every test run (nbdev-style): notebooks committed without outputs, each with a Colab
-setup cell and a papermill ``parameters`` cell; no dataset copies committed; code passes ruff."""
+setup cell and a papermill ``parameters`` cell that papermill can read; no dataset copies committed; code passes ruff.
 
+The parameters-cell convention (every notebook, lectures included): the cell holds ``NAME = literal  # help`` lines
+only: no imports, calls or expressions, one ``=`` per line (papermill's reader skips a line with two, so no ``=`` in
+the help text either). A value that depends on the environment is ``None`` there and resolved in the next cell, e.g.
+``BUDGET = None`` then ``BUDGET = config.budget(BUDGET)``; every value sized by the budget is derived from that variable
+(``config.by_budget(full, smoke, BUDGET)``), never re-read from the environment. Then ``papermill --help-notebook``
+lists every parameter with its default, and ``-p NAME value`` means the same thing everywhere in the notebook.
+"""
+
+import ast
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +56,50 @@ def test_notebook_is_stripped_and_parameterised(path):
     if "matplotlib" in source or "plots." in source:
         assert "%matplotlib inline" in source, "figures must be drawn inline whatever MPLBACKEND says"
     assert "print(" not in "".join(code[0]["source"]) and "logging.basicConfig" not in source
+
+
+def _code_cells(path):
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _python(source: str) -> str:
+    """A cell's source without IPython magics and shell lines (``%matplotlib inline``, ``!pip``), for ``ast``."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_parameters_cell_holds_literals_that_papermill_lists(path, caplog):
+    """What ``papermill --help-notebook NOTEBOOK`` shows: every parameter, its default, no parse warning."""
+    import papermill
+
+    cell = next(c for c in _code_cells(path) if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults = {}
+    for node in ast.parse("".join(cell["source"])).body:
+        line = ast.unparse(node)
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), (
+            f"{path.name}: the parameters cell holds `NAME = literal` lines only, found `{line}`"
+        )
+        try:
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            pytest.fail(f"{path.name}: `{line}` is not a literal: set it to None and resolve it in the next cell")
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        listed = papermill.inspect_notebook(str(path))
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("papermill")], "papermill: parse warnings"
+    assert list(listed) == list(defaults), "papermill lists other parameters than the cell assigns"
+    assert {name: ast.literal_eval(p["default"]) for name, p in listed.items()} == defaults
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_budget_sized_values_derive_from_the_budget_parameter(path):
+    """``config.by_budget(full, smoke)`` without the notebook's budget re-reads the environment: ``-p BUDGET smoke``
+    would then shrink part of the run only."""
+    source = "\n".join(_python("".join(c["source"])) for c in _code_cells(path))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "by_budget":
+            assert len(node.args) + len(node.keywords) >= 3, (
+                f"{path.name}: `{ast.unparse(node)}` must be given the budget: config.by_budget(full, smoke, BUDGET)"
+            )
 
 
 def test_no_dataset_copies_committed():

@@ -14,7 +14,11 @@ Environment variables (all optional):
 ``AML_MODEL_STORE``
     Folder of saved model artefacts (default ``<repo>/models``).
 ``AML_BUDGET``
-    ``full`` (default) or ``smoke``: notebooks read it in their parameters cell to shrink the work under test.
+    ``full`` (default) or ``smoke``: the budget of a notebook whose ``BUDGET`` parameter is left at ``None`` (the tests
+    shrink the work with it). A notebook's parameters cell holds literals only (papermill reads them); the cell after
+    it resolves ``BUDGET = config.budget(BUDGET)`` once, and every value sized by the budget is derived from that
+    variable (``config.by_budget(full, smoke, BUDGET)``), never re-read from the environment: ``-p BUDGET smoke``
+    then means smoke throughout.
 ``AML_PROGRESS``
     ``auto`` (default: tqdm's widget in Jupyter/Colab) or ``text``: plain-text progress bars, which executed copies
     of the notebooks keep in their final state (``make run`` and the tests set it).
@@ -81,9 +85,15 @@ def _env_choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def budget() -> str:
-    """The work budget notebooks run with: ``full`` unless ``AML_BUDGET`` says ``smoke``."""
-    return _env_choice(BUDGET_ENV, BUDGETS)
+def budget(value: str | None = None) -> str:
+    """The work budget a notebook runs with: ``value`` (its ``BUDGET`` parameter) when given, else ``AML_BUDGET``,
+    else ``full``; checked to be one of ``BUDGETS`` (case and surrounding spaces ignored)."""
+    if value is None:
+        return _env_choice(BUDGET_ENV, BUDGETS)
+    chosen = str(value).strip().lower()
+    if chosen not in BUDGETS:
+        raise ValueError(f"BUDGET={value!r}: expected one of {BUDGETS}")
+    return chosen
 
 
 def progress_style() -> str:
@@ -100,9 +110,11 @@ def in_colab() -> bool:
     return True
 
 
-def by_budget(full, smoke):
-    """``full`` or ``smoke`` according to :func:`budget`: how a notebook's parameters cell sizes its work."""
-    return full if budget() == "full" else smoke
+def by_budget(full, smoke, budget_value: str | None = None):
+    """``full`` or ``smoke`` according to ``budget(budget_value)`` (:func:`budget`): how a notebook sizes its work.
+    A notebook passes its resolved ``BUDGET`` (``config.by_budget(5, 2, BUDGET)``), so a budget given as a parameter
+    sizes everything; without it the environment decides."""
+    return full if budget(budget_value) == "full" else smoke
 
 
 def enter_notebook_folder(folder: str) -> Path:

@@ -55,9 +55,14 @@ def discover(root: str | Path | None = None, only: list[str] | None = None) -> l
 
 
 def execute(
-    notebook: str | Path, out_dir: str | Path, parameters: dict | None = None, root: str | Path | None = None
+    notebook: str | Path,
+    out_dir: str | Path,
+    parameters: dict | None = None,
+    root: str | Path | None = None,
+    timeout: float | None = None,
 ) -> Path:
-    """Execute ``notebook`` with papermill in its own folder; the executed copy goes under ``out_dir``."""
+    """Execute ``notebook`` with papermill in its own folder, ``parameters`` injected after its ``parameters`` cell
+    (``timeout``: seconds per cell, default none); the executed copy goes under ``out_dir``."""
     import papermill
     from jupyter_client.manager import KernelManager
 
@@ -78,6 +83,7 @@ def execute(
                 cwd=str(notebook.parent),
                 progress_bar=False,
                 km=km,
+                execution_timeout=timeout,
             )
         finally:  # a kernel manager passed in is not shut down by papermill: the kernel would outlive the run
             if km.has_kernel:

@@ -47,12 +47,17 @@ def write_raw(path: str | Path, source: str | Path | None = None) -> Path:
     return stages.save_data(sms.load_sms(source)[0], path)
 
 
+#: what a stage that finds another seed's splits tells the user to do
+REPREPARE = "Run `dvc repro` (or `python -m aml.spam.pipeline prepare`) to split with params.yaml's split.seed."
+
+
 def prepare(raw_path: str | Path, out_dir: str | Path, seed: int) -> dict[str, Path]:
-    """raw_data.csv → deduplicated, stratified 70/15/15 split files."""
+    """raw_data.csv → deduplicated, stratified 70/15/15 split files, with their manifest ``splits.json`` (the seed,
+    the raw file's hash, rows and file hashes; :func:`aml.spam.stages.save_splits`)."""
     from aml.spam import stages
 
-    parts = stages.prepare_train_validation_test_split(stages.load_data(raw_path), seed=seed)
-    return stages.save_splits(parts, out_dir)
+    parts = stages.prepare_train_validation_test_split(stages.load_data(raw_path), seed, stages.FRACTIONS)
+    return stages.save_splits(parts, out_dir, seed=seed, source=raw_path, fractions=stages.FRACTIONS)
 
 
 def build_model(params: dict):
@@ -64,11 +69,12 @@ def build_model(params: dict):
     return models.make_model(params["model"], **settings)
 
 
-def train(data_dir: str | Path, model_path: str | Path, params: dict) -> dict:
-    """Fit on train, choose the threshold on validation (max recall at precision ≥ floor), save model + threshold."""
+def train(data_dir: str | Path, model_path: str | Path, params: dict, seed: int | None = None) -> dict:
+    """Fit on train, choose the threshold on validation (max recall at precision ≥ floor), save model + threshold.
+    With ``seed`` (params.yaml's ``split.seed``) the splits must have been made with it (their manifest says so)."""
     from aml.spam import stages
 
-    splits = stages.load_splits(data_dir)
+    splits = stages.load_splits(data_dir, seed, hint=REPREPARE)
     floor = params.get("min_precision", stages.MIN_PRECISION)
     trained = stages.train(build_model(params), splits["train"], splits["validation"], floor, name=params["model"])
     stages.save_model(
@@ -84,15 +90,16 @@ def train(data_dir: str | Path, model_path: str | Path, params: dict) -> dict:
     return {"threshold": trained.threshold, "validation_aucpr": trained.metrics["validation"]["aucpr"]}
 
 
-def evaluate(data_dir: str | Path, model_path: str | Path, metrics_path: str | Path) -> dict:
+def evaluate(data_dir: str | Path, model_path: str | Path, metrics_path: str | Path, seed: int | None = None) -> dict:
     """Test metrics of the saved model at its threshold, written as JSON (a DVC metrics file), each named
-    ``test_<metric>`` so no reader mistakes them for validation figures."""
+    ``test_<metric>`` so no reader mistakes them for validation figures. With ``seed``, the test split must have been
+    made with it, as in :func:`train`."""
     from aml.core import modelstore
     from aml.spam import stages
 
     model, meta = modelstore.load(model_path)
     threshold = meta["threshold"]
-    test = stages.load_splits(data_dir)["test"]
+    test = stages.load_splits(data_dir, seed, hint=REPREPARE)["test"]
     results = stages.evaluate(stages.score(model, test, threshold))
     results.pop("confusion_matrix")
     metrics = {f"test_{k}": v for k, v in results.items()}
@@ -141,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "prepare":
         prepare("data/raw_data.csv", "data", params["split"]["seed"])
     elif args.stage == "train":
-        log.info("trained: %s", train("data", "model", params["train"]))
+        log.info("trained: %s", train("data", "model", params["train"], params["split"]["seed"]))
     else:
-        log.info("test metrics: %s", evaluate("data", "model", "metrics.json"))
+        log.info("test metrics: %s", evaluate("data", "model", "metrics.json", params["split"]["seed"]))
     return 0
 
 

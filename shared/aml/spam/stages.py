@@ -16,6 +16,9 @@ function                                                     what it does
 ``evaluate(df_scored, metrics) -> results``                  the metrics of scored, labelled data
 ``validate(model, df_train, df_test) -> results``            the gate before a model serves: overfitting gap, minimum
                                                              AUCPR, the champion, the behavioural bank, samples
+``save_splits``, ``load_splits``, ``ensure_splits``          the split files and their manifest (seed, source hash,
+                                                             rows, file hashes): another seed's splits are refused;
+                                                             each seed has its own folder ``data_dir/seed-<seed>``
 ``load_model(path) -> model``, ``save_model(model, path)``   the artefact format of :mod:`aml.core.modelstore`
 ===========================================================  ==========================================================
 
@@ -38,10 +41,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from aml.core import datasets
 from aml.core import metrics as _metrics
 from aml.core.files import write_atomic
 from aml.core.modelstore import load_model, save_model
-from aml.core.splits import SPLITS, stratified_indices
+from aml.core.splits import SPLITS, check_manifest, read_manifest, seed_dir, stratified_indices, write_manifest
 from aml.spam import sms
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 TEXT, TARGET, ID = "text", "y", "id"
 PROPENSITY, PREDICTION = "propensity", "prediction"
 MIN_PRECISION = _metrics.MIN_PRECISION
+#: the train/validation/test fractions of the split (stratified)
+FRACTIONS = (0.70, 0.15, 0.15)
 #: what :func:`evaluate` computes by default
 METRICS = _metrics.METRICS
 #: the model-validation gate's defaults (see :func:`validate`)
@@ -59,6 +65,7 @@ MIN_AUCPR = 0.95
 AUCPR_TIE = 0.001
 
 __all__ = [
+    "FRACTIONS",
     "METRICS",
     "Comparison",
     "Trained",
@@ -81,6 +88,8 @@ __all__ = [
     "load_splits",
     "prepare",
     "save_splits",
+    "split_dir",
+    "split_manifest",
     "train",
     "tune",
     "best_params",
@@ -119,7 +128,7 @@ def save_data(df: pd.DataFrame, file_path: str | Path) -> Path:
 
 
 def prepare_train_validation_test_split(
-    df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+    df: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = FRACTIONS
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Raw ``label``/``text`` frame → ``(df_train, df_val, df_test)``: text stripped, ``y`` added (spam = 1), exact
     duplicate texts dropped before splitting (:func:`aml.spam.sms.preprocess`), then a stratified split on ``y``
@@ -149,21 +158,53 @@ def prepare_scoring_data(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def save_splits(parts: Mapping[str, pd.DataFrame] | tuple, folder: str | Path) -> dict[str, Path]:
+def split_dir(data_dir: str | Path, seed: int) -> Path:
+    """Where seed ``seed``'s split files live under ``data_dir``: ``data_dir/seed-<seed>``
+    (:func:`aml.core.splits.seed_dir`), so the splits of several seeds stay side by side."""
+    return seed_dir(data_dir, seed)
+
+
+def _prepare_hint(folder: Path, seed: int | None) -> str:
+    seed_text = seed if seed is not None else "<seed>"
+    return (
+        f"Prepare them: run prepare.ipynb with SEED {seed_text} (papermill ... -p SEED {seed_text}), or call "
+        f"aml.spam.stages.prepare({str(folder)!r}, seed={seed_text})."
+    )
+
+
+def save_splits(
+    parts: Mapping[str, pd.DataFrame] | tuple,
+    folder: str | Path,
+    *,
+    seed: int,
+    source: str | Path | None = None,
+    fractions: tuple[float, float, float] | None = None,
+) -> dict[str, Path]:
     """Write the three splits (a ``{name: frame}`` mapping or the tuple of
-    :func:`prepare_train_validation_test_split`) as ``train.csv``/``validation.csv``/``test.csv`` in ``folder``."""
+    :func:`prepare_train_validation_test_split`) as ``train.csv``/``validation.csv``/``test.csv`` in ``folder``, then
+    their manifest ``splits.json`` (:func:`aml.core.splits.write_manifest`: ``seed``, the ``source`` file's hash, the
+    row counts and file hashes). Returns ``{name: path}`` of the three files."""
     if not isinstance(parts, Mapping):
         parts = dict(zip(SPLITS, parts, strict=True))
-    return {name: save_data(parts[name], Path(folder) / f"{name}.csv") for name in SPLITS}
+    paths = {name: save_data(parts[name], Path(folder) / f"{name}.csv") for name in SPLITS}
+    write_manifest(folder, seed, paths, {name: len(parts[name]) for name in SPLITS}, source, fractions)
+    return paths
 
 
-def load_splits(folder: str | Path) -> dict[str, pd.DataFrame]:
-    """The three split files of ``folder`` (validated by :func:`load_data`), as ``{name: frame}``."""
+def load_splits(folder: str | Path, seed: int | None = None, hint: str | None = None) -> dict[str, pd.DataFrame]:
+    """The three split files of ``folder`` (validated by :func:`load_data`), as ``{name: frame}``, after checking
+    their manifest (:func:`aml.core.splits.check_manifest`): made with ``seed`` when it is given, and unchanged since.
+    Split files of another seed, without a manifest or changed since are refused
+    (:class:`aml.core.splits.SplitMismatchError`) with ``hint`` (default: how to prepare them): never silently used."""
+    folder = Path(folder)
+    hint = hint if hint is not None else _prepare_hint(folder, seed)
+    missing = [Path(folder) / f"{name}.csv" for name in SPLITS if not (folder / f"{name}.csv").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} not found. {hint}")
+    check_manifest(folder, seed, hint)
     out = {}
     for name in SPLITS:
-        path = Path(folder) / f"{name}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run the prepare notebook (or aml.spam.stages.prepare) first")
+        path = folder / f"{name}.csv"
         out[name] = load_data(path)
         if list(out[name].columns) != ["label", TEXT, TARGET]:
             raise sms.DataValidationError(
@@ -173,19 +214,30 @@ def load_splits(folder: str | Path) -> dict[str, pd.DataFrame]:
 
 
 def prepare(folder: str | Path, seed: int = 42, raw_path: str | Path | None = None) -> dict[str, pd.DataFrame]:
-    """load → split → save: the raw collection (``raw_path``, default the registry's copy) split into ``folder``."""
-    df = load_data(raw_path) if raw_path else sms.load_sms()[0]
-    parts = dict(zip(SPLITS, prepare_train_validation_test_split(df, seed=seed), strict=True))
-    save_splits(parts, folder)
+    """load → split → save: the raw collection (``raw_path``, default the registry's copy) split with ``seed`` into
+    ``folder``, with its manifest."""
+    raw_path = Path(raw_path) if raw_path else datasets.fetch("sms_spam") / sms.FILENAME
+    parts = dict(zip(SPLITS, prepare_train_validation_test_split(load_data(raw_path), seed, FRACTIONS), strict=True))
+    save_splits(parts, folder, seed=seed, source=raw_path, fractions=FRACTIONS)
     return parts
 
 
-def ensure_splits(folder: str | Path, seed: int = 42) -> dict[str, pd.DataFrame]:
-    """The splits in ``folder``, prepared first (logged) when they are not there."""
-    if not all((Path(folder) / f"{name}.csv").is_file() for name in SPLITS):
-        log.warning("no splits in %s: preparing them with seed %d", folder, seed)
+def ensure_splits(data_dir: str | Path, seed: int = 42) -> dict[str, pd.DataFrame]:
+    """Seed ``seed``'s splits from their own folder ``data_dir/seed-<seed>`` (:func:`split_dir`), prepared first
+    (logged) when the folder holds no manifest yet. A folder whose manifest names another seed, or whose files changed
+    since, is refused (:func:`load_splits`), never re-prepared over nor used."""
+    folder = split_dir(data_dir, seed)
+    if read_manifest(folder) is None:
+        log.warning("no splits of seed %d in %s: preparing them", seed, folder)
         prepare(folder, seed=seed)
-    return load_splits(folder)
+    return load_splits(folder, seed)
+
+
+def split_manifest(data_dir: str | Path, seed: int) -> dict[str, Any]:
+    """The checked manifest (:func:`aml.core.splits.check_manifest`) of seed ``seed``'s splits under ``data_dir``:
+    ``{"seed", "fractions", "source", "rows", "files"}``, what a notebook records beside its metrics."""
+    folder = split_dir(data_dir, seed)
+    return check_manifest(folder, seed, _prepare_hint(folder, seed))
 
 
 # -- model -----------------------------------------------------------------------------------------------------------

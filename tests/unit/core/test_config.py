@@ -42,6 +42,17 @@ def test_by_budget(monkeypatch):
     assert config.by_budget(12, 1) == 12
 
 
+def test_a_budget_given_as_a_value_wins_over_the_environment(monkeypatch):
+    """A notebook's ``BUDGET`` parameter (``-p BUDGET smoke``) sizes everything, whatever AML_BUDGET says."""
+    monkeypatch.setenv("AML_BUDGET", "full")
+    assert config.budget("smoke") == "smoke" and config.budget(" FULL ") == "full" and config.budget(None) == "full"
+    assert config.by_budget(12, 1, "smoke") == 1
+    monkeypatch.setenv("AML_BUDGET", "smoke")
+    assert config.by_budget(12, 1, config.budget("full")) == 12
+    with pytest.raises(ValueError, match="BUDGET='huge'"):
+        config.budget("huge")
+
+
 def test_enter_notebook_folder(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert config.enter_notebook_folder("assignment1") == tmp_path  # not Colab: nothing moves

@@ -43,3 +43,32 @@ def test_class_counts():
     table = splits.class_counts({"train": [0, 0, 1, 2], "test": np.array([2, 2])}, ["a", "b", "c"])
     assert table.loc["train"].tolist() == [2, 1, 1, 4] and table.loc["test"].tolist() == [0, 0, 2, 2]
     assert list(table.columns) == ["a", "b", "c", "total"] and list(table.index) == ["train", "test"]
+
+
+def test_manifest_records_seed_source_rows_and_hashes_and_is_checked(tmp_path):
+    (tmp_path / "raw.txt").write_text("ham\thi\n")
+    files = {}
+    for name in splits.SPLITS:
+        files[name] = tmp_path / "s" / f"{name}.csv"
+        files[name].parent.mkdir(exist_ok=True)
+        files[name].write_text(f"{name}\n1\n")
+    path = splits.write_manifest(tmp_path / "s", 7, files, {n: 1 for n in splits.SPLITS}, tmp_path / "raw.txt")
+    assert path == tmp_path / "s" / splits.MANIFEST
+    manifest = splits.check_manifest(tmp_path / "s", seed=7)
+    assert manifest == splits.read_manifest(tmp_path / "s")
+    assert manifest["seed"] == 7 and manifest["source"]["name"] == "raw.txt" and manifest["fractions"] is None
+    assert manifest["rows"] == {"train": 1, "validation": 1, "test": 1} and len(manifest["files"]) == 3
+    assert splits.check_manifest(tmp_path / "s")["seed"] == 7  # no seed asked: any seed, files still checked
+    with pytest.raises(splits.SplitMismatchError, match=r"seed 7, not 42.*\bdo this\b"):
+        splits.check_manifest(tmp_path / "s", seed=42, prepare_hint="do this")
+    files["test"].unlink()
+    with pytest.raises(splits.SplitMismatchError, match="test.csv in .* changed"):
+        splits.check_manifest(tmp_path / "s", seed=7)
+    assert splits.read_manifest(tmp_path) is None
+    with pytest.raises(splits.SplitMismatchError, match="no splits.json"):
+        splits.check_manifest(tmp_path)
+    with pytest.raises(ValueError, match="must lie in"):
+        splits.write_manifest(tmp_path / "other", 1, files, {}, None)
+    assert splits.seed_dir(tmp_path, 7) == tmp_path / "seed-7" and splits.seed_dir("d", np.int64(3)).name == "seed-3"
+    with pytest.raises(TypeError):
+        splits.seed_dir(tmp_path, True)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from aml.core import modelstore
+from aml.core.splits import SplitMismatchError
 from aml.mlops import versioning
 from aml.spam import pipeline, stages
 
@@ -27,12 +28,17 @@ def test_stages(tmp_path):
     raw_frame().to_csv(tmp_path / "raw.csv", index=False)
     paths = pipeline.prepare(tmp_path / "raw.csv", tmp_path / "data", seed=1)
     assert sorted(paths) == ["test", "train", "validation"]
-    out = pipeline.train(tmp_path / "data", tmp_path / "model", {"model": "tfidf_logreg", "C": 10.0})
+    assert json.loads((tmp_path / "data" / "splits.json").read_text())["seed"] == 1
+    with pytest.raises(SplitMismatchError, match="made with seed 1, not 2.*dvc repro"):
+        pipeline.train(tmp_path / "data", tmp_path / "model", {"model": "tfidf_logreg"}, seed=2)
+    out = pipeline.train(tmp_path / "data", tmp_path / "model", {"model": "tfidf_logreg", "C": 10.0}, seed=1)
     assert 0 <= out["threshold"] <= 1
     model, meta = modelstore.load(tmp_path / "model")  # the model store's artefact format, checksum verified
     assert meta["threshold"] == out["threshold"] and meta["params"]["C"] == 10.0
     assert model.get_params()["clf__C"] == 10.0
-    metrics = pipeline.evaluate(tmp_path / "data", tmp_path / "model", tmp_path / "metrics.json")
+    with pytest.raises(SplitMismatchError, match="not 2"):
+        pipeline.evaluate(tmp_path / "data", tmp_path / "model", tmp_path / "metrics.json", seed=2)
+    metrics = pipeline.evaluate(tmp_path / "data", tmp_path / "model", tmp_path / "metrics.json", seed=1)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics and metrics["test_aucpr"] > 0.9
     assert all(name.startswith("test_") for name in metrics)
 
@@ -62,6 +68,10 @@ def test_main_runs_each_stage_in_the_current_folder(tmp_path, monkeypatch, caplo
     assert (tmp_path / "model" / "meta.json").is_file()
     assert pipeline.main(["evaluate"]) == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["test_aucpr"] > 0.8
+    # params.yaml names another seed than the splits on disk: the train stage stops and says how to re-split
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": {"seed": 6}, "train": {"model": "tfidf_logreg"}}))
+    with pytest.raises(SplitMismatchError, match="made with seed 5, not 6"):
+        pipeline.main(["train"])
     with pytest.raises(SystemExit):
         pipeline.main(["deploy"])
 
@@ -106,6 +116,7 @@ def test_dvc_repro_and_exp_run(tmp_path, monkeypatch):
     versioning.dvc(repo, "exp", "run", "-S", "split.seed=3")
     shown = versioning.dvc(repo, "exp", "show", "--csv")
     assert "split.seed" in shown and ",3," in shown
+    assert json.loads((repo / "data" / "splits.json").read_text())["seed"] == 3  # the experiment's own splits
 
 
 # -- the project's profile stage (project/dvc.yaml): python -m aml.spam.pipeline profile RAW OUTDIR ------------------

@@ -1,7 +1,7 @@
 import pytest
 
 from aml.core import modelstore
-from aml.spam import MODEL_NAME, models, selection
+from aml.spam import MODEL_NAME, models, selection, stages
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def test_train_select_save(splits, tmp_path):
 
 def test_build_spam_filter_on_real_data(built_spam_filter):
     result, folder = built_spam_filter
-    assert (folder / "data" / "train.csv").is_file()
+    assert (folder / "data" / "seed-42" / "train.csv").is_file()
+    assert stages.split_manifest(folder / "data", 42)["seed"] == 42
     assert result.metrics()["test"]["aucpr"] > 0.97
     model, meta = modelstore.load(modelstore.store_path(MODEL_NAME, folder / "store"))
     assert model.predict_proba(["WINNER! claim your £1000 prize, call 09061701461"])[0, 1] >= meta["threshold"]

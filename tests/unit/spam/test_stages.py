@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aml.core.splits import SPLITS
+from aml.core.hashing import sha256
+from aml.core.splits import SPLITS, SplitMismatchError
 from aml.spam import models, stages
 from aml.spam.sms import DataValidationError
 
@@ -60,19 +61,66 @@ def test_split_is_deduplicated_stratified_disjoint_and_seeded():
         stages.prepare_train_validation_test_split(df, fractions=(0.5, 0.5, 0.5))
 
 
-def test_save_load_prepare_and_ensure_splits(tmp_path):
-    (tmp_path / "raw").write_text(
+def write_raw(path):
+    path.write_text(
         "\n".join([f"ham\tsee you at {i}" for i in range(60)] + [f"spam\tWIN {i}" for i in range(20)] + ["spam\tWIN 1"])
     )
-    parts = stages.prepare(tmp_path / "out", seed=3, raw_path=tmp_path / "raw")
+    return path
+
+
+def test_save_load_prepare_and_ensure_splits(tmp_path):
+    parts = stages.prepare(tmp_path / "out", seed=3, raw_path=write_raw(tmp_path / "raw"))
     assert sum(len(p) for p in parts.values()) == 80  # the duplicate was removed
-    loaded = stages.ensure_splits(tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "splits.json").read_text())
+    assert manifest["seed"] == 3 and manifest["rows"] == {name: len(parts[name]) for name in SPLITS}
+    assert manifest["fractions"] == list(stages.FRACTIONS)
+    assert manifest["source"]["name"] == "raw" and len(manifest["source"]["sha256"]) == 64
+    assert sorted(manifest["files"]) == ["test.csv", "train.csv", "validation.csv"]
+    loaded = stages.load_splits(tmp_path / "out", seed=3)
     assert list(loaded) == list(SPLITS) and loaded["test"]["text"].tolist() == parts["test"]["text"].tolist()
+    with pytest.raises(SplitMismatchError, match="made with seed 3, not 4.*seed=4"):
+        stages.load_splits(tmp_path / "out", seed=4)
     loaded["train"].assign(y=0).to_csv(tmp_path / "out" / "train.csv", index=False)
-    with pytest.raises(DataValidationError, match="disagrees"):
+    with pytest.raises(SplitMismatchError, match="train.csv in .* changed"):
         stages.load_splits(tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="prepare"):
         stages.load_splits(tmp_path / "empty")
+
+
+def test_ensure_splits_gives_each_seed_its_own_folder_and_never_another_seeds(tmp_path, monkeypatch, caplog):
+    raw = write_raw(tmp_path / "raw")
+    from aml.core import datasets
+
+    monkeypatch.setattr(datasets, "fetch", lambda name: tmp_path)  # the registry's copy: our small file
+    monkeypatch.setattr(stages.sms, "FILENAME", "raw")
+    data = tmp_path / "data"
+    s42 = stages.ensure_splits(data, seed=42)
+    assert "no splits of seed 42" in caplog.text
+    s7 = stages.ensure_splits(data, seed=7)
+    assert sorted(p.name for p in data.iterdir()) == ["seed-42", "seed-7"]  # both stay
+    assert stages.split_dir(data, 7) == data / "seed-7"
+    assert s42["train"]["text"].tolist() != s7["train"]["text"].tolist()
+    m7, m42 = stages.split_manifest(data, 7), stages.split_manifest(data, 42)
+    assert m7["seed"] == 7 and m42["seed"] == 42 and m7["files"]["train.csv"] != m42["files"]["train.csv"]
+    assert m7["source"] == m42["source"] and m7["source"]["sha256"] == sha256(raw)
+    caplog.clear()
+    again = stages.ensure_splits(data, seed=7)  # found, checked, not prepared again
+    assert "preparing" not in caplog.text and again["test"].equals(s7["test"])
+    # a seed-7 folder holding seed-42 files (copied by hand) is refused, not used and not overwritten
+    for f in (data / "seed-42").iterdir():
+        (data / "seed-7" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(SplitMismatchError, match="made with seed 42, not 7"):
+        stages.ensure_splits(data, seed=7)
+    assert json.loads((data / "seed-7" / "splits.json").read_text())["seed"] == 42
+    with pytest.raises(TypeError, match="integer"):
+        stages.split_dir(data, "7")
+
+
+def test_load_splits_refuses_files_without_a_manifest(tmp_path):
+    stages.prepare(tmp_path / "out", seed=3, raw_path=write_raw(tmp_path / "raw"))
+    (tmp_path / "out" / "splits.json").unlink()
+    with pytest.raises(SplitMismatchError, match="no splits.json: the seed of its split files is unknown"):
+        stages.load_splits(tmp_path / "out", seed=3)
 
 
 def test_prepare_scoring_data_keeps_ids_and_refuses_empty_text():
