@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from aml.core import reporting
-from aml.devtools import loadgen, procs, testenv
+from aml.devtools import loadgen, testenv
+from aml.ops import procs
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.project import system

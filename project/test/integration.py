@@ -25,7 +25,8 @@ import pytest
 import requests
 
 from aml.core import datasets
-from aml.devtools import procs, testenv
+from aml.devtools import testenv
+from aml.ops import procs
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.spam import MODEL_NAME

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from aml.core import datasets
-from aml.devtools import procs, testenv
+from aml.devtools import testenv
+from aml.ops import procs
 from aml.devtools.fixtures import HAM_EXAMPLES, SPAM_EXAMPLES
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore

@@ -168,7 +168,7 @@ PAGES = {
     "notebooks.html": "Executed notebooks",
     "api/index.html": "API reference",
 }
-SUBPACKAGES = ("core", "spam", "transfer", "mlops", "project", "devtools")
+SUBPACKAGES = ("core", "spam", "transfer", "mlops", "project", "ops", "devtools")
 FAKE_NOTEBOOK = "assignment1/train.html"
 
 

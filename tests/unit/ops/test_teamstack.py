@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from aml.devtools import teamstack, testenv
+from aml.devtools import testenv
+from aml.ops import teamstack
 from aml.mlops.datastore import DataStore
 
 STATIC = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
