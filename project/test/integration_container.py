@@ -32,8 +32,8 @@ import pytest
 import requests
 
 from aml.devtools import fixtures, hooks, testenv
-from aml.ops import containers, deploy, procs
 from aml.mlops.datastore import DataStore
+from aml.ops import containers, deploy, procs
 from aml.project import system
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]

@@ -28,9 +28,9 @@ import requests
 
 from aml.core import datasets
 from aml.devtools import testenv
-from aml.ops import teamstack
 from aml.mlops import registry, versioning
 from aml.mlops.datastore import DataStore
+from aml.ops import teamstack
 from aml.project import profile_stage
 from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME

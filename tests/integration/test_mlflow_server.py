@@ -5,8 +5,8 @@ import sys
 import pytest
 import requests
 
-from aml.ops import procs
 from aml.mlops import tracking
+from aml.ops import procs
 from aml.spam import MODEL_NAME, models, stages
 
 

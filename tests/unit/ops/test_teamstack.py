@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from aml.devtools import testenv
-from aml.ops import teamstack
 from aml.mlops.datastore import DataStore
+from aml.ops import teamstack
 
 STATIC = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
 
