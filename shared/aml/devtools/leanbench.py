@@ -18,7 +18,7 @@ from aml.spam.lean import compile_scorer
 
 
 def benchmark(model, texts: Sequence[str], repeats: int = 3, single_messages: int = 500, verbose: bool = True) -> dict:
-    """Time the full model against its compiled :class:`LeanScorer` on ``texts`` and return (and, when ``verbose``,
+    """Time the full model against its compiled :class:`~aml.spam.lean.LeanScorer` on ``texts`` and return (and, when ``verbose``,
     print) the figures.
 
     - one message at a time, ``single_messages`` texts spread over ``texts``, each scored once per pass: mean and
