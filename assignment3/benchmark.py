@@ -5,7 +5,7 @@ In one run, on this machine:
 1. the in-process rate: ``score()`` called back to back in one thread (the model loaded once, as in the service);
 2. the production server — ``python app.py --server gunicorn``: gunicorn's ``gthread`` workers, one per core by
    default (``--workers``), the model preloaded, on 127.0.0.1 only — under
-   a bounded load from 1 and from 16 concurrent clients (``aml.devtools.http_client.load_test``: each run stops after
+   a bounded load from 1 and from 16 concurrent clients (``aml.ops.http_client.load_test``: each run stops after
    ``--requests`` requests or ``--seconds`` seconds): requests/s, p50/p99 latency, errors;
 3. the ratio served requests/s ÷ in-process calls/s (goal ≥ 0.6 with as many workers as cores, zero errors).
 
@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from aml.core import reporting
-from aml.devtools import fixtures, http_client, procs
+from aml.devtools import fixtures
+from aml.ops import http_client, procs
 from aml.spam.scoring import score_text
 
 HERE = Path(__file__).resolve().parent

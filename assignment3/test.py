@@ -33,8 +33,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression
 
 from aml.core import modelstore
-from aml.devtools import fixtures, procs
-from aml.devtools.http_client import http_call
+from aml.devtools import fixtures
+from aml.ops import procs
+from aml.ops.http_client import http_call
 from aml.spam import MODEL_NAME, service
 from aml.spam.scoring import score_text as score
 

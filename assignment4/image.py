@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 from aml.core import modelstore
-from aml.devtools import containers, fixtures
+from aml.devtools import fixtures
+from aml.ops import containers
 from aml.spam import MODEL_NAME
 
 HERE = Path(__file__).resolve().parent

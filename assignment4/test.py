@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from aml.devtools import containers, covreport, fixtures, hooks, testenv
-from aml.devtools.http_client import http_call
+from aml.devtools import covreport, fixtures, hooks, testenv
+from aml.ops import containers
+from aml.ops.http_client import http_call
 from aml.spam import MODEL_NAME
 
 HERE = Path(__file__).resolve().parent

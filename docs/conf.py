@@ -26,8 +26,8 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-# project/src holds scripts that import their siblings (`import helpers`): autodoc imports them the same way
-sys.path.insert(0, str(ROOT / "project" / "src"))
+# project/src is the package ``src`` (``python -m src.train`` from project/): autodoc imports it from project/
+sys.path.insert(0, str(ROOT / "project"))
 sys.path.insert(0, str(ROOT / "shared"))
 # importing the library must need neither network nor GPU: the pretrained models load offline, lazily
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -143,8 +143,9 @@ def submodule_sections(package: str) -> str:
 
 
 def script_sections(folder: Path) -> str:
-    """One ``automodule`` per script of ``folder`` (``project/src``), by the name it is imported under there."""
-    return "\n".join(f".. automodule:: {path.stem}\n" for path in sorted(folder.glob("*.py")))
+    """The package ``folder`` (``project/src``, imported as ``src``) and one ``automodule`` per module of it."""
+    modules = sorted(path.stem for path in folder.glob("*.py") if path.stem != "__init__")
+    return "\n".join([f".. automodule:: {folder.name}\n"] + [f".. automodule:: {folder.name}.{m}\n" for m in modules])
 
 
 def _fill_placeholders(app, docname: str, source: list[str]) -> None:

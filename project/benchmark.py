@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from aml.core import reporting
-from aml.devtools import loadgen, procs, testenv
+from aml.devtools import loadgen, testenv
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
+from aml.ops import procs
 from aml.project import system
 from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME

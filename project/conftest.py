@@ -1,7 +1,7 @@
 """Fixtures of the project's tests (``test/units.py``, ``test/integration.py``).
 
-``src/`` goes on ``sys.path``, as ``python src/app.py`` has it, so the tests import the same thin modules the
-service runs (``import prepare``). Each test gets its own stores — a data store folder, a migrated SQLite model
+The tests import the same thin modules the service runs from the package ``src`` (``from src import prepare``;
+pytest puts ``project/``, this file's folder, on the path as it does for every conftest outside a package). Each test gets its own stores — a data store folder, a migrated SQLite model
 store, an export folder and an API token — through the same environment variables a deployment sets.
 """
 
@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-SRC = Path(__file__).resolve().parent / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
 
 TOKEN = "test-token-" + "x" * 20
 
@@ -25,7 +20,7 @@ TOKEN = "test-token-" + "x" * 20
 @contextlib.contextmanager
 def project_stores(root: Path) -> Iterator[dict[str, str]]:
     """Point the project at fresh stores under ``root`` (environment + MLflow) for the block; yields the settings."""
-    import constructors
+    from src import constructors
 
     from aml.devtools import testenv
     from aml.mlops import tracking
@@ -49,8 +44,7 @@ def stores(tmp_path) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Iterator[dict]:
     """Stores in which the data stage ran and one model version was trained (and promoted), shared by a module."""
-    import prepare
-    import train
+    from src import prepare, train
 
     root = tmp_path_factory.mktemp("project")
     with project_stores(root) as env:

@@ -138,8 +138,7 @@ def main() -> None:
     tables = {name: run(name, reference, model, batches) for name, batches in scenarios.items()}
 
     calibration = tables["calibration (validation)"]
-    thresholds = {"ks": drift.KS_MIN_EFFECT, "psi": drift.PSI_THRESHOLD, "oov_ratio": drift.OOV_MAX_RATIO}
-    thresholds["domain_auc"] = drift.DOMAIN_AUC_THRESHOLD
+    thresholds = drift.thresholds()  # the registered checks' (drift.CHECKS), by name: ks, psi, oov_ratio, domain_auc
     value_columns = [c for c in calibration.columns if ":" in c and not c.endswith("?")]
     null = pd.DataFrame(
         {

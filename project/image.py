@@ -8,9 +8,9 @@ The context is the one the Dockerfile's header lists: the library's ``project`` 
 an installable project (``pyproject.toml``, ``README.md``, ``shared/aml``) and the service (``project/Dockerfile``,
 ``project/src``, ``project/config``). Nothing else of the repository (stores, notebooks, ``.venv``) goes in.
 
-The base image is chosen by :func:`aml.devtools.containers.base_image` (``--base-image``, ``AML_BASE_IMAGE``, the
+The base image is chosen by :func:`aml.ops.containers.base_image` (``--base-image``, ``AML_BASE_IMAGE``, the
 local ``localhost/python-base:bookworm`` when the engine has it, else the Dockerfile's public default), as for
-Assignment 4's image. The continuous deployment hook (:mod:`aml.devtools.deploy`) runs this script in the pushed tree.
+Assignment 4's image. The continuous deployment hook (:mod:`aml.ops.deploy`) runs this script in the pushed tree.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aml.devtools import containers
+from aml.ops import containers
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -3,7 +3,7 @@
 nginx balancer, all on free 127.0.0.1 ports; prints the environment the service and its clients use; and runs until
 Ctrl-C (or SIGTERM), then stops everything by PID. ``--env-file FILE`` also writes that environment to ``FILE``
 (mode 0600) for ``set -a; . FILE; set +a``. ``--replicas 0`` starts the stores only (run ``python src/app.py``
-yourself with the printed environment). The parts and their choices: :mod:`aml.devtools.teamstack`; the
+yourself with the printed environment). The parts and their choices: :mod:`aml.ops.teamstack`; the
 configuration, difference from the laptop and figures: ``README.md``, "Team scale".
 """
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from aml.devtools import teamstack
+from aml.ops import teamstack
 
 PROJECT = Path(__file__).resolve().parents[1]
 SERVICE = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]

@@ -1,7 +1,7 @@
-"""Backup and restore of the project's stores: ``python src/backup.py backup DEST`` and ``python src/backup.py
+"""Backup and restore of the project's stores: ``python -m src.backup backup DEST`` and ``python -m src.backup
 restore BACKUP DEST``.
 
-The stores are the ones the services use (:mod:`constructors`: ``AML_DATA_STORE``, ``MLFLOW_TRACKING_URI``,
+The stores are the ones the services use (:mod:`src.constructors`: ``AML_DATA_STORE``, ``MLFLOW_TRACKING_URI``,
 ``AML_MODEL_STORE`` or their defaults under ``store/``); the MLflow artifacts folder is the project experiment's
 artifact location. The work, and why it is done so (SQLite's online backup, checksums, the artifact locations
 rewritten on restore), is :mod:`aml.mlops.backup`'s. A restore writes ``DEST/data``, ``DEST/mlflow/mlflow.db``,
@@ -15,10 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import constructors
-import helpers
-
 from aml.mlops import backup as _backup
+
+from . import constructors, helpers
 
 
 def artifacts_folder(db: Path) -> Path | None:

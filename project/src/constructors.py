@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import helpers
-
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
 from aml.project import api, system
+
+from . import helpers
 
 STORE = helpers.PROJECT / "store"
 EXPERIMENT = "sms-spam-filter-project"

@@ -1,4 +1,4 @@
-"""The reward stage: ``python src/evaluate.py INPUT`` (what ``POST /evaluate`` runs): scored, labelled data from
+"""The reward stage: ``python -m src.evaluate INPUT`` (what ``POST /evaluate`` runs): scored, labelled data from
 the data store → metrics at the threshold it was scored with → ``evaluations/<run>/metrics.json``, with the
 monitoring of the evaluation (performance against the validation interval, bias by slice, champion vs challenger)."""
 
@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-import constructors
-import helpers
-
 from aml.project import system
+
+from . import constructors, helpers
 
 
 def evaluate(input_path: str, overrides: dict | None = None, store=None) -> dict:

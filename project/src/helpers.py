@@ -39,11 +39,6 @@ def all_defaults() -> dict[str, dict]:
     return {stage: defaults(stage) for stage in STAGES}
 
 
-def config(stage: str, overrides: Mapping | None = None):
-    """The validated configuration of ``stage``: its file, then ``overrides``."""
-    return system.make_config(stage, defaults(stage), overrides)
-
-
 def print_json(result: Mapping) -> None:
     """Print a stage's result as JSON (the command-line front ends)."""
     import json

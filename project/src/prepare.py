@@ -1,14 +1,13 @@
-"""The data stage: ``python src/prepare.py [--seed N]`` (what ``POST /prepare`` runs): the raw data from the data
+"""The data stage: ``python -m src.prepare [--seed N]`` (what ``POST /prepare`` runs): the raw data from the data
 store → validated, deduplicated, split → ``processed/``, ``split/`` and ``scoring/`` runs back in the store."""
 
 from __future__ import annotations
 
 import argparse
 
-import constructors
-import helpers
-
 from aml.project import system
+
+from . import constructors, helpers
 
 
 def prepare(overrides: dict | None = None, store=None) -> dict:

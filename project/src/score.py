@@ -1,4 +1,4 @@
-"""The action stage: ``python src/score.py INPUT`` (what batch ``POST /score`` runs): the champion from the model
+"""The action stage: ``python -m src.score INPUT`` (what batch ``POST /score`` runs): the champion from the model
 store (falling back to older versions) scores a CSV of the data store → ``predictions/<run>/``, then the take-down
 list → ``actions/<run>/``, with the batch's drift report and, with a ``challenger`` in ``config/score.yaml``, a
 shadow or A/B test."""
@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-import constructors
-import helpers
-
 from aml.project import system
+
+from . import constructors, helpers
 
 
 def score(input_path: str, overrides: dict | None = None, store=None, model: system.ServingModel | None = None) -> dict:

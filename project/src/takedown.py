@@ -1,4 +1,4 @@
-"""The downstream action: ``python src/takedown.py [PREDICTIONS]`` reads stored predictions (default the latest run)
+"""The downstream action: ``python -m src.takedown [PREDICTIONS]`` reads stored predictions (default the latest run)
 and writes the take-down list ``actions/<run>/takedown.csv`` (message id, propensity, threshold, model version).
 Batch ``POST /score`` calls the same function after scoring."""
 
@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 
-import constructors
-import helpers
-
 from aml.project import system
+
+from . import constructors, helpers
 
 
 def takedown(predictions: str | None = None, store=None) -> dict:

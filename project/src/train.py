@@ -1,14 +1,13 @@
-"""The model stage: ``python src/train.py [--model NAME]`` (what ``POST /train`` runs as a job): the latest splits →
+"""The model stage: ``python -m src.train [--model NAME]`` (what ``POST /train`` runs as a job): the latest splits →
 trained in RAM, tracked in MLflow, registered in the model store, validated, promoted to ``champion`` on a pass."""
 
 from __future__ import annotations
 
 import argparse
 
-import constructors
-import helpers
-
 from aml.project import system
+
+from . import constructors, helpers
 
 
 def train(overrides: dict | None = None, store=None) -> dict:

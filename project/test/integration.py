@@ -25,9 +25,10 @@ import pytest
 import requests
 
 from aml.core import datasets
-from aml.devtools import procs, testenv
+from aml.devtools import testenv
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
+from aml.ops import procs
 from aml.spam import MODEL_NAME
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
 """The project's backup and restore end to end: stores in which the data stage ran and a model was trained and
-promoted (``trained`` of ``project/conftest.py``), ``python src/backup.py backup DEST`` and ``restore BACKUP DEST``
+promoted (``trained`` of ``project/conftest.py``), ``python -m src.backup backup DEST`` and ``restore BACKUP DEST``
 as an operator runs them, then the service's model loader on the restored stores, with the originals moved away so
 that nothing restored can lean on them."""
 
@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import constructors
 import numpy as np
 import pytest
+from src import constructors
 
 from aml.mlops import tracking
 from aml.project import system
@@ -28,7 +28,7 @@ TEXTS = ["WINNER!! Claim your free prize now, call 09061701461", "See you at lun
 
 def run_backup(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "src/backup.py", *args],
+        [sys.executable, "-m", "src.backup", *args],
         cwd=PROJECT,
         env={**os.environ, **env},
         capture_output=True,

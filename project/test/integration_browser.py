@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from aml.core import datasets
-from aml.devtools import procs, testenv
+from aml.devtools import testenv
 from aml.devtools.fixtures import HAM_EXAMPLES, SPAM_EXAMPLES
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
+from aml.ops import procs
 from aml.project import system
 from aml.spam import sms
 

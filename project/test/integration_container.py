@@ -7,7 +7,7 @@
 - ``test_image_runs_byte_compiled_code_as_the_service_user``: inside the container, uid 10001, no ``.py`` of ours
   (the library, ``/app/src``), gunicorn's master and workers.
 - ``test_push_to_main_deploys_and_a_failing_push_keeps_the_running_container``: the ``post-receive`` hook
-  (``project/hooks/post-receive`` → :mod:`aml.devtools.deploy`) in a scratch bare repository: a push of this
+  (``project/hooks/post-receive`` → :mod:`aml.ops.deploy`) in a scratch bare repository: a push of this
   checkout's current state (uncommitted changes included) is tested, built and started; a push that breaks a unit
   test is not deployed, and the same container keeps serving.
 
@@ -31,8 +31,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from aml.devtools import containers, deploy, fixtures, hooks, procs, testenv
+from aml.devtools import fixtures, hooks, testenv
 from aml.mlops.datastore import DataStore
+from aml.ops import containers, deploy, procs
 from aml.project import system
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]

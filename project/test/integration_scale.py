@@ -1,7 +1,7 @@
 """The project at team scale, on this machine's loopback: the same service, configured by URLs and credentials only,
 over a PostgreSQL-backed MLflow server whose artifacts live in an S3 bucket (moto's server), with the data store
 in the same bucket, two gunicorn replicas behind nginx, and DVC's remote in that bucket too
-(:mod:`aml.devtools.teamstack` starts every part; ``README.md``, "Team scale", has the set-up and the figures).
+(:mod:`aml.ops.teamstack` starts every part; ``README.md``, "Team scale", has the set-up and the figures).
 
 In order, sharing one stack: ``/prepare`` → ``/train`` (a job, polled through the balancer, so both replicas read
 its record from S3) → batch ``/score`` → ``/evaluate``, with the data in S3, the registered versions in PostgreSQL
@@ -27,9 +27,10 @@ import pytest
 import requests
 
 from aml.core import datasets
-from aml.devtools import teamstack, testenv
+from aml.devtools import testenv
 from aml.mlops import registry, versioning
 from aml.mlops.datastore import DataStore
+from aml.ops import teamstack
 from aml.project import profile_stage
 from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import json
 
-import constructors
-import evaluate
-import helpers
 import mlflow
 import numpy as np
 import pandas as pd
-import prepare
 import pytest
-import score
-import takedown
-import train
+from src import constructors, evaluate, helpers, prepare, score, takedown, train
 
 from aml.mlops import registry
 from aml.mlops.datastore import StoreNotFoundError, StorePathError

@@ -47,11 +47,9 @@ PROJECT_SRC = ROOT / "project" / "src"
 
 
 def module_name(path: Path) -> str:
-    """``aml.core.config`` for ``shared/aml/core/config.py``, ``aml.core`` for its ``__init__.py``, ``train`` for
-    ``project/src/train.py`` (the scripts import each other by their bare names)."""
-    if path.parent == PROJECT_SRC:
-        return path.stem
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    """``aml.core.config`` for ``shared/aml/core/config.py``, ``aml.core`` for its ``__init__.py``, ``src.train`` for
+    ``project/src/train.py`` (the package ``src``, imported from ``project/``)."""
+    parts = path.relative_to(PROJECT_SRC.parent if path.parent == PROJECT_SRC else PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -136,7 +134,7 @@ if os.name == "posix":
 
 def test_the_walk_covers_the_library_and_the_project():
     names = {module_name(p) for p in source_files()}
-    assert {"aml", "aml.core.config", "aml.spam.stages", "aml.project.system", "train", "constructors"} <= names
+    assert {"aml", "aml.core.config", "aml.spam.stages", "aml.project.system", "src.train", "src.constructors"} <= names
     assert len(names) >= 50
 
 
@@ -168,7 +166,7 @@ PAGES = {
     "notebooks.html": "Executed notebooks",
     "api/index.html": "API reference",
 }
-SUBPACKAGES = ("core", "spam", "transfer", "mlops", "project", "devtools")
+SUBPACKAGES = ("core", "spam", "transfer", "mlops", "project", "ops", "devtools")
 FAKE_NOTEBOOK = "assignment1/train.html"
 
 
@@ -230,7 +228,7 @@ def test_every_public_definition_is_in_the_api_reference(site):
         expected += [module] + [f"{module}.{name}" for name, _ in public_definitions(path.read_text())]
     missing = [name for name in expected if name not in documented]
     assert not missing, f"not in the API reference (add the module to docs/api/*.rst): {missing}"
-    assert documented["aml.project.system"] == "py:module" and documented["train.main"] == "py:function"
+    assert documented["aml.project.system"] == "py:module" and documented["src.train.main"] == "py:function"
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ import sys
 import pytest
 import requests
 
-from aml.devtools import procs
 from aml.mlops import tracking
+from aml.ops import procs
 from aml.spam import MODEL_NAME, models, stages
 
 
@@ -39,7 +39,7 @@ def test_registered_models_through_rest_api(registered, tmp_path, monkeypatch):
         "--workers",
         "1",
     ]
-    # as aml.devtools.teamstack.mlflow_server: no job runner (MLflow's GenAI jobs, seven more processes) or telemetry
+    # as aml.ops.teamstack.mlflow_server: no job runner (MLflow's GenAI jobs, seven more processes) or telemetry
     quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     with procs.serve(command, path="/health", timeout=120, env=quiet) as server:
         api = f"{server.url}/api/2.0/mlflow"

@@ -5,6 +5,7 @@ core  <-  spam, transfer, mlops  <-  project  <-  ops  <-  devtools;   core, spa
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,18 @@ def test_the_service_modules_need_neither_pandas_nor_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_one_version_number():
+    """``pyproject.toml`` carries no version of its own: setuptools reads ``aml.__version__``, the only one, so the
+    installed package, the docs and ``aml.__version__`` cannot disagree."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "aml.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", aml.__version__)
+
+
+def test_the_package_docstring_lists_every_subpackage():
+    listed = set(re.findall(r"^    aml\.(\w+)", aml.__doc__, re.M))
+    assert listed == set(ALLOWED)

@@ -1,6 +1,7 @@
 """Tools for running and testing the workspace: the notebook runner behind ``make run``
-(:mod:`~aml.devtools.notebooks`), server processes (:mod:`~aml.devtools.procs`), an HTTP client and load generator
-(:mod:`~aml.devtools.http_client`), container engines (:mod:`~aml.devtools.containers`), coverage of server
-subprocesses (:mod:`~aml.devtools.covreport`), git hooks (:mod:`~aml.devtools.hooks`), shared test fixtures
-(:mod:`~aml.devtools.fixtures`) and the team-scale stack on loopback: PostgreSQL, an S3 server, MLflow, service
-replicas behind nginx (:mod:`~aml.devtools.teamstack`)."""
+(:mod:`~aml.devtools.notebooks`), coverage of server subprocesses (:mod:`~aml.devtools.covreport`), git hooks
+(:mod:`~aml.devtools.hooks`), shared test fixtures (:mod:`~aml.devtools.fixtures`), the test environment's switches
+(:mod:`~aml.devtools.testenv`) and the wrk load generator (:mod:`~aml.devtools.loadgen`).
+
+What operates the system (server processes, the HTTP client, containers, the CD step, the team stack) is in
+:mod:`aml.ops`; the tests use it from there."""

@@ -1,6 +1,6 @@
 """Load tests with ``wrk`` (Debian package ``wrk``): requests per second and latency percentiles of an HTTP endpoint.
 
-Why wrk: a load generator written in Python (``aml.devtools.http_client.load_test``) spends more CPU per request than
+Why wrk: a load generator written in Python (``aml.ops.http_client.load_test``) spends more CPU per request than
 a small Flask endpoint does, and on a 2-core machine it competes with the server it measures. wrk is C, event-driven
 and the field's standard for this measurement. This module only writes its Lua request script, runs it, and parses
 its ``--latency`` report into numbers (wrk has no machine-readable output); nothing here generates load itself.

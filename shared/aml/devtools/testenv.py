@@ -42,8 +42,8 @@ def skip_or_fail(reason: str) -> None:
 
 
 def container_engine() -> str:
-    """The machine's container engine (:func:`aml.devtools.containers.detect_engine`), or skip/fail the test."""
-    from aml.devtools import containers
+    """The machine's container engine (:func:`aml.ops.containers.detect_engine`), or skip/fail the test."""
+    from aml.ops import containers
 
     try:
         return containers.detect_engine()

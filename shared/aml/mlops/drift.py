@@ -29,6 +29,8 @@ Concept drift (labels, when they arrive): :func:`bootstrap_interval` / :func:`ex
 metric of :func:`aml.core.metrics.binary_metrics` should fall in (optionally for a batch of a given size), and
 :func:`performance_alert` flags a served metric outside it. Bias by slice: :func:`slice_metrics`, :func:`worst_slice`.
 
+The input checks are a registry (:data:`CHECKS`: one :class:`DriftCheck` subclass per check, numeric or text):
+the report, the monitoring and the pages iterate over it, so a new check is one class and :func:`register`.
 :func:`drift_report` runs the input checks on two frames and returns a :class:`DriftReport` (``drift`` = any check
 drifted; ``to_dict()`` is JSON-able, with histogram counts; :func:`report_page` renders it — or a stored copy — as
 one self-contained page with reference-vs-current histograms).
@@ -41,7 +43,6 @@ margin); 0/50 test batches raised an alarm; 50/50 tweet batches and 50/50 synthe
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -202,9 +203,12 @@ def feature_drift(
     bins: int = 10,
     psi_threshold: float = PSI_THRESHOLD,
     n_tests: int | None = None,
+    checks: Sequence[NumericCheck] | None = None,
 ) -> list[Stat]:
     """KS and PSI for each of ``columns`` (names ``<column>:ks``, ``<column>:psi``). KS uses ``alpha / n_tests``
-    (Bonferroni; ``n_tests`` defaults to ``len(columns)``) so the family's false-alarm rate stays ≤ ``alpha``."""
+    (Bonferroni; ``n_tests`` defaults to ``len(columns)``) so the family's false-alarm rate stays ≤ ``alpha``.
+    ``checks`` replaces KS and PSI (built from the other arguments) with other numeric checks, e.g. the registered
+    ones (:data:`CHECKS`); the stats come column by column, each column's in the order of ``checks``."""
     missing = [c for c in columns if c not in reference_df.columns or c not in current_df.columns]
     if missing:
         raise KeyError(f"columns {missing} missing from the reference or the current frame")
@@ -213,12 +217,9 @@ def feature_drift(
         return []
     ref = np.column_stack([_numeric(reference_df[c], f"reference column {c!r}") for c in columns])
     cur = np.column_stack([_numeric(current_df[c], f"current column {c!r}") for c in columns])
-    tests = _ks_columns(ref, cur, [f"{c}:ks" for c in columns], per_test, min_effect)
-    out = []
-    for i, column in enumerate(columns):
-        out.append(tests[i])
-        out.append(psi(ref[:, i], cur[:, i], bins=bins, threshold=psi_threshold, name=f"{column}:psi"))
-    return out
+    checks = (KSCheck(alpha, min_effect), PSICheck(bins, psi_threshold)) if checks is None else checks
+    results = [check.run(ref, cur, columns, alpha=per_test) for check in checks]
+    return [per_check[i] for i in range(len(columns)) for per_check in results]  # <column>:ks, <column>:psi, ...
 
 
 # --- texts ----------------------------------------------------------------------------------------------------------
@@ -581,6 +582,155 @@ def worst_slice(table: pd.DataFrame, metric: str | None = None, higher_is_better
     return str(values.idxmin() if higher_is_better else values.idxmax())
 
 
+# --- the checks, as a registry ------------------------------------------------------------------------------------
+
+
+class DriftCheck:
+    """One kind of input check of a drift report: its short ``name`` (the suffix of the stats it gives,
+    ``<column>:ks``), the ``kind`` of input it reads (``"numeric"`` columns or ``"text"``), its ``threshold`` and a
+    one-line ``description`` of when it flags drift. The report (:func:`drift_report`), the monitoring and the pages
+    iterate over :data:`CHECKS`, so a new check is one subclass registered with :func:`register` (and its test)."""
+
+    name: str = ""
+    kind: str = ""
+    description: str = ""
+    threshold: float = float("nan")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(threshold={self.threshold!r})"
+
+    def as_row(self) -> dict[str, Any]:
+        """The check as a row of the pages' "checks" table: name, kind, threshold, description."""
+        return {"name": self.name, "kind": self.kind, "threshold": self.threshold, "description": self.description}
+
+
+class NumericCheck(DriftCheck):
+    """A check of numeric columns: :meth:`run` compares each column of two 2-D arrays (rows = values)."""
+
+    kind = "numeric"
+
+    def run(
+        self, reference: np.ndarray, current: np.ndarray, columns: Sequence[str], alpha: float | None = None
+    ) -> list[Stat]:
+        """One :class:`Stat` per column (named ``<column>:<name>``), in the order of ``columns``. ``alpha``: the
+        significance level of each test of a report (its family's level over its number of tests), for checks that
+        test a hypothesis; default the check's own."""
+        raise NotImplementedError
+
+
+class TextCheck(DriftCheck):
+    """A check of texts: :meth:`run` compares the tokenised current texts with a prepared :class:`TextReference`."""
+
+    kind = "text"
+    #: the stat's name in a report (the text column's name is not part of it: a report has one text column)
+    stat_name: str = ""
+
+    def run(self, reference: TextReference, tokens: list[list[str]], seed: int, max_samples: int) -> Stat:
+        """The :class:`Stat` of the current texts (``tokens``: each text through the reference's analyzer)."""
+        raise NotImplementedError
+
+
+class KSCheck(NumericCheck):
+    """Kolmogorov–Smirnov per column (:func:`ks`): drifted when ``p < alpha`` and ``D > min_effect``."""
+
+    name = "ks"
+    description = "largest gap between the two empirical CDFs; drift when p < alpha and the gap > min_effect"
+
+    def __init__(self, alpha: float = KS_ALPHA, min_effect: float = KS_MIN_EFFECT):
+        self.alpha, self.threshold = alpha, min_effect
+
+    def run(
+        self, reference: np.ndarray, current: np.ndarray, columns: Sequence[str], alpha: float | None = None
+    ) -> list[Stat]:
+        """:func:`ks` of every column in one scipy call (``_ks_columns``), at ``alpha`` (default the check's)."""
+        level = self.alpha if alpha is None else alpha
+        return _ks_columns(reference, current, [f"{c}:{self.name}" for c in columns], level, self.threshold)
+
+
+class PSICheck(NumericCheck):
+    """Population stability index per column (:func:`psi`) over ``bins`` quantile bins of the reference."""
+
+    name = "psi"
+    description = "population stability index over the reference's quantile bins; drift when above the threshold"
+
+    def __init__(self, bins: int = 10, threshold: float = PSI_THRESHOLD):
+        self.bins, self.threshold = bins, threshold
+
+    def run(
+        self, reference: np.ndarray, current: np.ndarray, columns: Sequence[str], alpha: float | None = None
+    ) -> list[Stat]:
+        """:func:`psi` of each column (no hypothesis test: ``alpha`` is not used)."""
+        return [
+            psi(reference[:, i], current[:, i], bins=self.bins, threshold=self.threshold, name=f"{c}:{self.name}")
+            for i, c in enumerate(columns)
+        ]
+
+
+class OOVCheck(TextCheck):
+    """Out-of-vocabulary ratio (:func:`oov_rate`): new words at ``threshold`` times the reference's own rate."""
+
+    name, stat_name = "oov_ratio", OOV_CHECK
+    description = "share of unseen words relative to the reference's own held-out share; drift when above"
+
+    def __init__(self, threshold: float = OOV_MAX_RATIO):
+        self.threshold = threshold
+
+    def run(self, reference: TextReference, tokens: list[list[str]], seed: int, max_samples: int) -> Stat:
+        """:func:`oov_rate` of the tokenised texts."""
+        return _oov_stat(reference, tokens, self.threshold, self.stat_name)
+
+
+class DomainCheck(TextCheck):
+    """Domain-classifier AUC (:func:`domain_classifier_auc`): can naive Bayes tell the batch from the reference?"""
+
+    name, stat_name = "domain_auc", DOMAIN_CHECK
+    description = "cross-validated AUC of a classifier telling current from reference texts; drift when above"
+
+    def __init__(self, threshold: float = DOMAIN_AUC_THRESHOLD, folds: int = DOMAIN_FOLDS):
+        self.threshold, self.folds = threshold, folds
+
+    def run(self, reference: TextReference, tokens: list[list[str]], seed: int, max_samples: int) -> Stat:
+        """:func:`domain_classifier_auc` of the tokenised texts."""
+        return _domain_stat(reference, tokens, seed, self.folds, max_samples, self.threshold, self.stat_name)
+
+
+#: the registry: every input check of a report, in report order (numeric checks per column, then text checks)
+CHECKS: list[DriftCheck] = [KSCheck(), PSICheck(), OOVCheck(), DomainCheck()]
+
+
+def register(check: DriftCheck) -> DriftCheck:
+    """Add ``check`` to :data:`CHECKS` (after those of its kind): every later report runs it. A check's ``name`` is
+    unique; registering a name twice is an error."""
+    if not isinstance(check, (NumericCheck, TextCheck)):
+        raise TypeError(f"a drift check is a NumericCheck or a TextCheck, got {type(check).__name__}")
+    if check.name in {c.name for c in CHECKS}:
+        raise ValueError(f"a drift check named {check.name!r} is already registered")
+    last_of_kind = max((i for i, c in enumerate(CHECKS) if c.kind == check.kind), default=len(CHECKS) - 1)
+    CHECKS.insert(last_of_kind + 1, check)
+    return check
+
+
+def unregister(name: str) -> DriftCheck:
+    """Remove the check named ``name`` from :data:`CHECKS` and return it (for tests and experiments)."""
+    for i, check in enumerate(CHECKS):
+        if check.name == name:
+            return CHECKS.pop(i)
+    raise KeyError(f"no drift check named {name!r}; registered: {[c.name for c in CHECKS]}")
+
+
+def thresholds() -> dict[str, float]:
+    """The registered checks' thresholds by name (``{"ks": 0.1, "psi": 0.2, ...}``)."""
+    return {check.name: check.threshold for check in CHECKS}
+
+
+def check_of(stat_name: str) -> DriftCheck | None:
+    """The registered check that gives a stat named ``stat_name`` (``"length:ks"``, ``"text:oov_ratio"``)."""
+    for check in CHECKS:
+        if stat_name == getattr(check, "stat_name", None) or stat_name.rpartition(":")[2] == check.name:
+            return check
+    return None
+
+
 # --- report ---------------------------------------------------------------------------------------------------------
 
 
@@ -642,28 +792,22 @@ class DriftReport:
 def report_page(record: Mapping[str, Any], title: str = "Drift report") -> str:
     """One self-contained HTML page of a drift record (:meth:`DriftReport.to_dict`, e.g. read back from a store):
     verdict, the checks' table and a reference-vs-current histogram per column (PNG embedded as base64; no external
-    link, script or style sheet). Rendered when asked for, so scoring a batch never pays for the plots."""
+    link, script or style sheet), and what each registered check that ran measures. Rendered from the template
+    ``drift_report.html`` (:func:`aml.core.pages.render`) when asked for, so scoring a batch never pays for the
+    plots."""
+    from aml.core import pages
+
     stats = record.get("stats", [])
-    drifted = [s["name"] for s in stats if s["drifted"]]
-    verdict = "DRIFT" if record.get("drift") else "no drift"
-    rows = "".join(
-        f"<tr class='{'drift' if s['drifted'] else 'ok'}'><td>{html.escape(s['name'])}</td><td>{s['value']:.4g}</td>"
-        f"<td>{s['threshold']:.4g}</td><td>{'yes' if s['drifted'] else 'no'}</td></tr>"
-        for s in stats
-    )
-    images = "".join(
-        f'<figure><img alt="{html.escape(col)}" src="data:image/png;base64,{_histogram_png(col, h)}">'
-        f"<figcaption>{html.escape(col)}</figcaption></figure>"
-        for col, h in (record.get("histograms") or {}).items()
-    )
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>'
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:.3em .6em}tr.drift{background:#fdd}figure{display:inline-block;margin:.5em}</style></head><body>"
-        f"<h1>{html.escape(title)}: {verdict}</h1><p>reference {record.get('n_reference', 0)} rows, current "
-        f"{record.get('n_current', 0)} rows; drifted: {html.escape(', '.join(drifted) or 'none')}</p>"
-        f"<table><tr><th>check</th><th>value</th><th>threshold</th><th>drifted</th></tr>{rows}</table>"
-        f"{images}</body></html>"
+    return pages.render(
+        "drift_report.html",
+        title=title,
+        drift=bool(record.get("drift")),
+        n_reference=record.get("n_reference", 0),
+        n_current=record.get("n_current", 0),
+        drifted=[s["name"] for s in stats if s["drifted"]],
+        stats=stats,
+        images=[(column, _histogram_png(column, h)) for column, h in (record.get("histograms") or {}).items()],
+        checks=[check.as_row() for check in CHECKS if any(check_of(s["name"]) is check for s in stats)],
     )
 
 
@@ -724,9 +868,9 @@ def drift_report(
     reference_propensity=None,
     text_reference: TextReference | None = None,
 ) -> DriftReport:
-    """KS + PSI on ``numeric_columns`` and on ``propensity_column`` (prediction drift), and, with ``text_column``,
-    :func:`oov_rate` and :func:`domain_classifier_auc`. KS alphas are Bonferroni-corrected over all KS tests of the
-    report.
+    """The registered checks (:data:`CHECKS`): by default KS + PSI on ``numeric_columns`` and on
+    ``propensity_column`` (prediction drift), and, with ``text_column``, :func:`oov_rate` and
+    :func:`domain_classifier_auc`. KS alphas are Bonferroni-corrected over all KS tests of the report.
 
     The propensity reference must be what the *served* model gives on unseen data: its in-sample propensities on the
     training split are more extreme, and even cross-validated ones come from other fits (the SMS study saw a KS gap
@@ -745,17 +889,13 @@ def drift_report(
     if not columns and not propensity and not text_column:
         raise ValueError("nothing to check: give numeric_columns, text_column or propensity_column")
     n_tests = len(columns) + len(propensity)
-    stats = feature_drift(reference_df, current_df, columns, alpha=alpha, n_tests=n_tests) if columns else []
+    numeric = [check for check in CHECKS if isinstance(check, NumericCheck)]
+    stats = feature_drift(reference_df, current_df, columns, alpha=alpha, n_tests=n_tests, checks=numeric)
     if propensity_column:
         if reference_propensity is None:
             reference_propensity = reference_df[propensity_column].to_numpy(dtype=float)
-        stats += feature_drift(
-            pd.DataFrame({propensity_column: reference_propensity}),
-            current_df,
-            propensity,
-            alpha=alpha,
-            n_tests=n_tests,
-        )
+        reference_side = pd.DataFrame({propensity_column: reference_propensity})
+        stats += feature_drift(reference_side, current_df, propensity, alpha=alpha, n_tests=n_tests, checks=numeric)
     if text_column:
         frames = [(current_df, "current")] + ([] if text_reference else [(reference_df, "reference")])
         for frame, what in frames:
@@ -764,10 +904,7 @@ def drift_report(
         prepared = text_reference or _prepare_texts(reference_df[text_column], max_samples=max_samples, seed=seed)
         cur_texts = _texts(current_df[text_column], "current_texts")
         tokens = [prepared.analyzer(t) for t in cur_texts]  # tokenised once for both checks
-        stats.append(_oov_stat(prepared, tokens, OOV_MAX_RATIO, OOV_CHECK))
-        stats.append(
-            _domain_stat(prepared, tokens, seed, DOMAIN_FOLDS, max_samples, DOMAIN_AUC_THRESHOLD, DOMAIN_CHECK)
-        )
+        stats += [check.run(prepared, tokens, seed, max_samples) for check in CHECKS if isinstance(check, TextCheck)]
     samples = {c: (reference_df[c].to_numpy(dtype=float), current_df[c].to_numpy(dtype=float)) for c in columns}
     if propensity_column:
         samples[propensity_column] = (reference_propensity, current_df[propensity_column].to_numpy(dtype=float))

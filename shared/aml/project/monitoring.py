@@ -33,7 +33,6 @@ the thresholds neither cry wolf nor miss a new kind of text: ``project/drift_stu
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -261,6 +260,10 @@ def evaluation_report(
 # -- pages and the latest state --------------------------------------------------------------------------------------
 
 
+#: the per-slice metrics the evaluation page shows
+SLICE_COLUMNS = ("accuracy", "recall", "false_positive_rate", "spam_share")
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -293,40 +296,24 @@ def history_figure(record: Mapping):
 
 def evaluation_page(record: Mapping) -> str:
     """One self-contained HTML page of an evaluation's monitoring: the verdict, the metrics against their
-    intervals, the history plot, the slices (worst highlighted) and the experiment."""
-    perf = record.get("performance") or {}
-    rows = "".join(
-        f"<tr class='{'drift' if a['drifted'] else 'ok'}'><td>{html.escape(a['name'])}</td><td>{a['value']:.4f}</td>"
-        f"<td>{a['detail']['low']:.4f} – {a['detail']['high']:.4f}</td><td>{'ALERT' if a['drifted'] else 'ok'}</td></tr>"
-        for a in perf.get("alerts", [])
-    )
+    intervals, the history plot, the slices (worst highlighted) and the experiment; rendered from the template
+    ``monitoring_evaluation.html`` (:func:`aml.core.pages.render`)."""
+    from aml.core import pages
+
     bias = record.get("bias") or {}
-    slice_rows = "".join(
-        f"<tr class='{'drift' if s['slice'] == bias.get('worst') else 'ok'}'><td>{html.escape(s['slice'])}</td>"
-        f"<td>{s['n']}</td>"
-        + "".join(
-            f"<td>{'' if s.get(k) is None else f'{s[k]:.3f}'}</td>"
-            for k in ("accuracy", "recall", "false_positive_rate", "spam_share")
-        )
-        + "</tr>"
-        for s in bias.get("slices", [])
-    )
     experiment = record.get("experiment")
-    experiment_html = (
-        f"<pre>{html.escape(pd.Series(experiment).to_string())}</pre>" if experiment else "<p>no experiment</p>"
-    )
-    verdict = "PERFORMANCE ALERT" if record.get("drift") else "within the validated range"
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Evaluation monitoring</title><style>'
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:.3em .6em}tr.drift{background:#fdd}</style></head><body>"
-        f"<h1>Evaluation monitoring: {verdict}</h1><p>{record.get('count')} labelled messages, threshold "
-        f"{record.get('threshold'):.4f}</p><h2>Performance</h2><table><tr><th>metric</th><th>value</th>"
-        f"<th>expected (95%)</th><th>verdict</th></tr>{rows}</table>"
-        f'<img alt="metrics over time" src="data:image/png;base64,{_png(history_figure(record))}">'
-        f"<h2>Bias by slice (worst: {html.escape(str(bias.get('worst')))})</h2><table><tr><th>slice</th><th>n</th>"
-        f"<th>accuracy</th><th>recall</th><th>false-positive rate</th><th>spam share</th></tr>{slice_rows}</table>"
-        f"<h2>Champion vs challenger</h2>{experiment_html}</body></html>"
+    return pages.render(
+        "monitoring_evaluation.html",
+        title="Evaluation monitoring",
+        drift=bool(record.get("drift")),
+        count=record.get("count"),
+        threshold=record.get("threshold"),
+        alerts=(record.get("performance") or {}).get("alerts", []),
+        history_png=_png(history_figure(record)),
+        worst=str(bias.get("worst")),
+        slices=[{k: s.get(k) for k in ("slice", "n", *SLICE_COLUMNS)} for s in bias.get("slices", [])],
+        experiment=pd.Series(experiment).to_string() if experiment else None,
+        columns=SLICE_COLUMNS,
     )
 
 

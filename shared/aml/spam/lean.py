@@ -7,7 +7,7 @@ not arithmetic: ``CalibratedClassifierCV`` runs its 5 calibrated copies one by o
 validation, and the ``TfidfVectorizer.transform`` calls build sparse matrices for one row. In a batch the ``char_wb``
 vectoriser dominates: it makes every character n-gram of every word occurrence in Python. The selected model
 (``tfidf_linear_svm()``, default parameters, fitted on the train split) against its LeanScorer on all 5,160
-distinct SMS, ``python -m aml.spam.lean`` (:func:`benchmark`) on the 2-core development machine, shared with other
+distinct SMS, ``python -m aml.devtools.leanbench`` (:func:`aml.devtools.leanbench.benchmark`) on the 2-core development machine, shared with other
 jobs (load average 1.2-1.9 during the run; every variant is timed in turn, so the ratios hold when the load drifts);
 largest propensity difference 8.9e-16:
 
@@ -79,16 +79,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import os
 import re
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-__all__ = ["DEFAULT_CACHE_SIZE", "LeanScorer", "NotCompilable", "benchmark", "compile_scorer"]
+__all__ = ["DEFAULT_CACHE_SIZE", "LeanScorer", "NotCompilable", "compile_scorer"]
 
 #: at most this many distinct words keep their character n-gram counts between calls (about 300 bytes each); the
 #: cache is emptied when full (the SMS collection has 13,627 distinct lower-cased words)
@@ -802,91 +800,3 @@ def _read_vectorizer(name: str, vec) -> _TextBlock:
     if sorted(vocabulary.values()) != list(range(len(vocabulary))):
         raise NotCompilable(f"vectoriser {name!r} has a vocabulary whose indices are not 0..n-1")
     return _TextBlock(name, params, vocabulary, idf, np.zeros((len(vocabulary), 0)))
-
-
-# -- benchmark -------------------------------------------------------------------------------------------------------
-
-
-def benchmark(model, texts: Sequence[str], repeats: int = 3, single_messages: int = 500, verbose: bool = True) -> dict:
-    """Time the full model against its compiled :class:`LeanScorer` on ``texts`` and return (and, when ``verbose``,
-    print) the figures.
-
-    - one message at a time, ``single_messages`` texts spread over ``texts``, each scored once per pass: mean and
-      p99 in ms of the model's ``predict_proba([t])``, of the scorer's ``propensity(t)`` with a cold word cache
-      (cleared before the pass, so each word's n-grams are made when first seen) and a warm one, and of its
-      ``predict_proba([t])`` (the path of :func:`aml.spam.scoring.score_text`); the pass of lowest mean of ``repeats``;
-    - the whole batch, best of ``repeats``: messages per second of the model and of the scorer, cold and warm.
-
-    Each repeat times every variant in turn (a pass of one variant at a time, as a server running only that model
-    would), so a machine shared with other work slows all of them alike and the ratios hold when the absolute
-    figures drift."""
-    texts = list(texts)
-    start = time.perf_counter()
-    lean = compile_scorer(model, texts)
-    compile_s = time.perf_counter() - start
-    picks = [texts[i] for i in np.linspace(0, len(texts) - 1, min(single_messages, len(texts))).astype(int)]
-
-    def timed(fn, arg) -> float:
-        t0 = time.perf_counter()
-        fn(arg)
-        return time.perf_counter() - t0
-
-    def summary(seconds: list[float]) -> dict:
-        ms = np.array(seconds) * 1e3
-        return {"mean_ms": float(ms.mean()), "p99_ms": float(np.percentile(ms, 99))}
-
-    passes: dict[str, list[list[float]]] = {k: [] for k in ("full", "cold", "warm", "one")}
-    for _ in range(repeats):
-        passes["full"].append([timed(model.predict_proba, [text]) for text in picks])
-        lean.clear_cache()  # the cold pass sees each word for the first time
-        passes["cold"].append([timed(lean.propensity, text) for text in picks])
-        passes["warm"].append([timed(lean.propensity, text) for text in picks])
-        passes["one"].append([timed(lean.predict_proba, [text]) for text in picks])
-    full, cold, warm, one = (min(passes[k], key=sum) for k in ("full", "cold", "warm", "one"))
-    batch: dict[str, list[float]] = {"full_batch": [], "lean_batch_cold": [], "lean_batch": []}
-    for _ in range(repeats):
-        batch["full_batch"].append(timed(model.predict_proba, texts))
-        lean.clear_cache()
-        batch["lean_batch_cold"].append(timed(lean.predict_proba, texts))
-        batch["lean_batch"].append(timed(lean.predict_proba, texts))
-
-    results: dict = {"messages": len(texts), "single_messages": len(picks), "repeats": repeats}
-    results.update(compile_s=compile_s, max_abs_diff=lean.max_abs_diff, scorer=repr(lean))
-    results.update(full_single=summary(full), lean_single_cold=summary(cold), lean_single=summary(warm))
-    results["lean_predict_proba_single"] = summary(one)
-    results["load_average"] = tuple(round(x, 2) for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
-    for key, seconds in batch.items():
-        results[key] = {"seconds": min(seconds), "msg_per_s": len(texts) / min(seconds)}
-    if verbose:
-        print(f"{lean!r}\ncompiled and verified in {compile_s:.2f} s; max |difference| {lean.max_abs_diff:.3g}")
-        for key, label in [
-            ("full_single", "full model, predict_proba([t])"),
-            ("lean_single_cold", "lean propensity(t), cold cache"),
-            ("lean_single", "lean propensity(t), warm cache"),
-            ("lean_predict_proba_single", "lean predict_proba([t]), warm cache"),
-        ]:
-            r = results[key]
-            print(f"{label:<40} {r['mean_ms']:8.3f} ms mean {r['p99_ms']:8.3f} ms p99  ({len(picks)} messages)")
-        print(f"(one message: the best of {repeats} passes; load average at the end {results['load_average']})")
-        for key, label in [
-            ("full_batch", "full model, batch"),
-            ("lean_batch_cold", "lean, batch, cold cache"),
-            ("lean_batch", "lean, batch, warm cache"),
-        ]:
-            r = results[key]
-            print(f"{label:<40} {r['msg_per_s']:8.0f} msg/s ({r['seconds']:.3f} s for {len(texts)}, best of {repeats})")
-    return results
-
-
-def _main() -> None:  # pragma: no cover - a measurement, run by hand: python -m aml.spam.lean
-    from aml.spam import models, sms, stages
-
-    df, _ = sms.load_sms()
-    clean, _ = sms.preprocess(df)
-    df_train, _, _ = stages.prepare_train_validation_test_split(df)
-    model = stages.fit(models.tfidf_linear_svm(), df_train)
-    benchmark(model, clean["text"].tolist(), repeats=3)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()

@@ -22,7 +22,6 @@ matplotlib are enough, and the result is a small JSON document (:meth:`Profile.t
 from __future__ import annotations
 
 import base64
-import html
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -291,36 +290,27 @@ class Profile:
         return fig
 
     def to_html(self) -> str:
-        """A self-contained HTML page: the tables and the figure (a base64 PNG), no external assets."""
+        """A self-contained HTML page: the tables and the figure (a base64 PNG), no external assets; rendered from
+        the template ``profile.html`` (:func:`aml.core.pages.render`), which escapes every name and value."""
+        from aml.core import pages
+
         buffer = io.BytesIO()
         self.figure().savefig(buffer, format="png", dpi=80)
-        png = base64.b64encode(buffer.getvalue()).decode("ascii")
         target = pd.DataFrame({"count": self.target["counts"], "share": self.target["shares"]})
         invalid = self.invalid_table().assign(examples=lambda t: t["examples"].map(lambda e: "; ".join(map(repr, e))))
-        title = html.escape(f"Data profile{': ' + self.name if self.name else ''}")
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{title}</title>",
-            "<style>body{font-family:sans-serif;margin:1.5em;max-width:75em}table{border-collapse:collapse;"
-            "font-size:0.85em;margin-bottom:1em}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-            "img{max-width:100%}</style>",
-            "</head><body>",
-            f"<h1>{title}</h1>",
-            f"<p>{self.rows} rows; {self.duplicates['rows']} duplicate rows; "
-            f"{self.duplicates['texts']} duplicate texts; spam share {_fmt(self.target['spam_share'])}.</p>",
-            "<h2>Columns</h2>",
-            self.overview().to_html(),
-            "<h2>Target</h2>",
-            target.to_html(float_format=_fmt),
-            "<h2>Invalid and out-of-range values</h2>",
-            invalid.to_html(float_format=_fmt),
-            "<h2>Key predictors</h2>",
-            self.summary().to_html(float_format=_fmt, na_rep="-"),
-            f'<img alt="target distribution and predictor histograms" src="data:image/png;base64,{png}">',
-            "</body></html>",
-        ]
-        return "\n".join(parts)
+        return pages.render(
+            "profile.html",
+            title=f"Data profile{': ' + self.name if self.name else ''}",
+            rows=self.rows,
+            duplicate_rows=self.duplicates["rows"],
+            duplicate_texts=self.duplicates["texts"],
+            spam_share=_fmt(self.target["spam_share"]),
+            overview=pages.table(self.overview()),
+            target=pages.table(target, _fmt),
+            invalid=pages.table(invalid, _fmt),
+            summary=pages.table(self.summary(), _fmt, missing="-"),
+            png=base64.b64encode(buffer.getvalue()).decode("ascii"),
+        )
 
 
 def _fmt(value) -> str:

@@ -18,3 +18,23 @@ def test_render_refuses_an_undefined_field():
 
 def test_render_string_escapes_by_default():
     assert pages.render_string("<p>{{ text }}</p>", text="a & b") == "<p>a &amp; b</p>"
+
+
+def test_table_formats_floats_only_and_marks_missing_values():
+    import pandas as pd
+
+    frame = pd.DataFrame({"share": [0.123456, float("nan")], "examples": ["'eggs'", None]}, index=["a", "b"])
+    frame.index.name = "check"
+    assert pages.table(frame, lambda v: f"{v:.2f}", missing="-") == {
+        "columns": ["share", "examples"],
+        "index_name": "check",
+        "rows": [("a", ["0.12", "'eggs'"]), ("b", ["-", "-"])],
+    }
+
+
+def test_the_frame_macro_escapes_every_cell():
+    import pandas as pd
+
+    table = pages.table(pd.DataFrame({"<b>": ["<script>x</script>"]}))
+    html = pages.render_string('{% from "macros.html" import frame %}{{ frame(t) }}', t=table)
+    assert "<th>&lt;b&gt;</th>" in html and "<td>&lt;script&gt;x&lt;/script&gt;</td>" in html

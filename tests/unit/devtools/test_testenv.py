@@ -54,7 +54,7 @@ def test_project_environment_gives_fresh_isolated_stores(tmp_path):
 
 
 def test_container_engine_or_skip(monkeypatch):
-    from aml.devtools import containers
+    from aml.ops import containers
 
     def unavailable(*args, **kwargs):
         raise containers.EngineUnavailable("none here")

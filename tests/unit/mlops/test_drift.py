@@ -414,3 +414,69 @@ def test_drift_report_text_checks_with_or_without_a_prepared_reference_agree():
     again = drift.drift_report(pd.DataFrame(), current, text_column="text", max_samples=100, text_reference=prepared)
     assert [s.to_dict() for s in plain.stats] == [s.to_dict() for s in again.stats]
     assert plain.drifted() == ["text:oov_ratio", "text:domain_auc"]
+
+
+# --- the registry of checks -----------------------------------------------------------------------------------------
+
+
+def test_the_registry_holds_the_four_checks_in_report_order():
+    assert [(c.name, c.kind) for c in drift.CHECKS] == [
+        ("ks", "numeric"),
+        ("psi", "numeric"),
+        ("oov_ratio", "text"),
+        ("domain_auc", "text"),
+    ]
+    assert drift.thresholds() == {
+        "ks": drift.KS_MIN_EFFECT,
+        "psi": drift.PSI_THRESHOLD,
+        "oov_ratio": drift.OOV_MAX_RATIO,
+        "domain_auc": drift.DOMAIN_AUC_THRESHOLD,
+    }
+    assert drift.check_of("length:psi").name == "psi" and drift.check_of(drift.DOMAIN_CHECK).name == "domain_auc"
+    assert drift.check_of("length:nothing") is None
+
+
+def test_the_report_runs_what_the_registry_holds():
+    reference, current = frames(shift=40)
+    report = drift.drift_report(reference, current, ["length", "digits"], "text", "propensity")
+    names = [s.name for s in report.stats]
+    assert names == [f"{c}:{k}" for c in ("length", "digits", "propensity") for k in ("ks", "psi")] + [
+        drift.OOV_CHECK,
+        drift.DOMAIN_CHECK,
+    ]
+
+
+class MeanShift(drift.NumericCheck):
+    """A check as a user would add one: the shift of the mean, in reference standard deviations."""
+
+    name = "mean_shift"
+    description = "shift of the mean in reference standard deviations"
+    threshold = 0.5
+
+    def run(self, reference, current, columns, alpha=None):
+        shift = np.abs(current.mean(axis=0) - reference.mean(axis=0)) / reference.std(axis=0)
+        return [
+            drift.Stat(f"{c}:{self.name}", float(v), self.threshold, bool(v > self.threshold))
+            for c, v in zip(columns, shift, strict=True)
+        ]
+
+
+def test_a_new_check_is_one_class_registered():
+    check = drift.register(MeanShift())
+    try:
+        assert [c.name for c in drift.CHECKS] == ["ks", "psi", "mean_shift", "oov_ratio", "domain_auc"]
+        with pytest.raises(ValueError, match="already registered"):
+            drift.register(MeanShift())
+        reference, current = frames(shift=40)
+        report = drift.drift_report(reference, current, ["length"], "text")
+        assert [s.name for s in report.stats][:3] == ["length:ks", "length:psi", "length:mean_shift"]
+        assert "length:mean_shift" in report.drifted()
+        page = report.to_html()
+        assert "<td>length:mean_shift</td>" in page and "shift of the mean in reference standard deviations" in page
+    finally:
+        assert drift.unregister("mean_shift") is check
+    assert "mean_shift" not in drift.thresholds()
+    with pytest.raises(KeyError, match="no drift check named"):
+        drift.unregister("mean_shift")
+    with pytest.raises(TypeError, match="NumericCheck or a TextCheck"):
+        drift.register(drift.DriftCheck())

@@ -18,6 +18,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
+from aml.devtools import leanbench
 from aml.spam import lean, models, scoring, sms, stages
 
 TOLERANCE = 1e-9
@@ -337,7 +338,7 @@ def test_input_contract(svm):
 
 def test_benchmark_reports_the_figures(svm, splits):
     model, _ = svm
-    results = lean.benchmark(model, texts_of(splits["test"])[:40], repeats=1, single_messages=5, verbose=False)
+    results = leanbench.benchmark(model, texts_of(splits["test"])[:40], repeats=1, single_messages=5, verbose=False)
     assert results["single_messages"] == 5 and results["max_abs_diff"] <= TOLERANCE
     for key in ("full_single", "lean_single", "lean_single_cold", "lean_predict_proba_single"):
         assert results[key]["mean_ms"] > 0 and results[key]["p99_ms"] > 0

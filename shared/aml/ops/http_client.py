@@ -1,5 +1,5 @@
 """An HTTP client and a load generator for testing servers: the service's tests, its container test, the load
-benchmark, and :mod:`aml.devtools.procs` (which polls a starting server with :func:`http_status`).
+benchmark, and :mod:`aml.ops.procs` (which polls a starting server with :func:`http_status`).
 
 Why not ``requests`` or ``urllib``: tests must see every answer as it is — 4xx/5xx included, without an exception —
 and the load generator must keep one connection per client; ``http.client`` does both with the standard library.

@@ -42,8 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aml.devtools import containers, procs
-from aml.devtools.http_client import http_status
+from aml.ops import containers, procs
+from aml.ops.http_client import http_status
 
 DEFAULT_NAME = "aml-spam-project"
 DEFAULT_TEST_ARGS = ("project/test/units.py",)
@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | N
     """The settings: each option defaults to its ``AML_DEPLOY_*`` variable, then to the built-in default."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
-        prog="python -m aml.devtools.deploy",
+        prog="python -m aml.ops.deploy",
         description="Test a pushed tree, build the project's image, replace the running container.",
     )
     parser.add_argument("--tree", required=True, help="the pushed commit's files (exported by the hook)")
@@ -202,13 +202,13 @@ def run_command(command: Sequence[str], cwd: Path, env: Mapping[str, str], log: 
 
 
 class Engine:
-    """The container operations a deployment needs, on a real engine (:mod:`aml.devtools.containers`)."""
+    """The container operations a deployment needs, on a real engine (:mod:`aml.ops.containers`)."""
 
     def __init__(self, command: str | None = None):
         self.command = command or containers.detect_engine()
 
     def state(self, name: str) -> dict | None:
-        """The container's state (:func:`aml.devtools.containers.container_state`), ``None`` when there is none."""
+        """The container's state (:func:`aml.ops.containers.container_state`), ``None`` when there is none."""
         return containers.container_state(self.command, name)
 
     def rename(self, container: str, new_name: str) -> None:
@@ -359,7 +359,7 @@ def _print(line: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line (``python -m aml.devtools.deploy``, run by the post-receive hook): deploy with the settings
+    """Command line (``python -m aml.ops.deploy``, run by the post-receive hook): deploy with the settings
     from the options and ``AML_DEPLOY_*`` variables; exit code 0 when deployed, 1 otherwise."""
     return deploy(parse_args(argv))
 

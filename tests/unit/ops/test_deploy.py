@@ -1,4 +1,4 @@
-"""Unit tests of aml.devtools.deploy and the post-receive hook that runs it.
+"""Unit tests of aml.ops.deploy and the post-receive hook that runs it.
 
 Real commands wherever they can run here: the tests and the build are real subprocesses in a scratch "pushed tree"
 (its ``project/test/units.py`` passes or fails, its ``project/image.py`` is a stub that records its arguments), the
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from aml.devtools import containers, deploy, hooks, procs
-from aml.devtools.http_client import http_status
+from aml.devtools import hooks
+from aml.ops import containers, deploy, procs
+from aml.ops.http_client import http_status
 
 ROOT = Path(__file__).resolve().parents[3]
 POST_RECEIVE = ROOT / "project" / "hooks" / "post-receive"
@@ -330,10 +331,10 @@ def test_a_tree_without_the_project_is_refused(tmp_path, engine):
 
 
 def test_module_entry_point_reports_failing_tests_on_stdout(tmp_path):
-    """``python -m aml.devtools.deploy``: the hook's command, for real (the tests fail, so no engine is needed)."""
+    """``python -m aml.ops.deploy``: the hook's command, for real (the tests fail, so no engine is needed)."""
     tree = make_tree(tmp_path / "tree", test=FAILING)
     result = subprocess.run(
-        [sys.executable, "-m", "aml.devtools.deploy", "--tree", str(tree), "--store", str(tmp_path / "store")],
+        [sys.executable, "-m", "aml.ops.deploy", "--tree", str(tree), "--store", str(tmp_path / "store")],
         env={**os.environ, "AML_DEPLOY_TEST_ARGS": "project/test/units.py -p no:cacheprovider"},
         capture_output=True,
         text=True,

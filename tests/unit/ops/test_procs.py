@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from aml.devtools import procs
+from aml.ops import procs
 
 HTTP_SERVER = [sys.executable, "-m", "http.server", "{port}", "--bind", "{host}"]
 
@@ -119,7 +119,7 @@ def test_a_started_server_is_stopped_when_the_interpreter_exits(tmp_path):
     pid_file = tmp_path / "pid"
     script = (
         "import sys\n"
-        "from aml.devtools import procs\n"
+        "from aml.ops import procs\n"
         "server = procs.ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1'],"
         " procs.free_port()).start()\n"
         "server.wait_ready('/', timeout=30)\n"

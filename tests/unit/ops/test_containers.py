@@ -1,4 +1,4 @@
-"""Unit tests of aml.devtools.containers. Those that need an engine build a tiny image on the local base image (or the public
+"""Unit tests of aml.ops.containers. Those that need an engine build a tiny image on the local base image (or the public
 python image on a machine with a registry) and skip where no engine can be used — under CI=true they fail instead."""
 
 import os
@@ -6,8 +6,9 @@ from importlib.metadata import version
 
 import pytest
 
-from aml.devtools import containers, testenv
-from aml.devtools import http_client as serving
+from aml.devtools import testenv
+from aml.ops import containers
+from aml.ops import http_client as serving
 
 TINY_DOCKERFILE = """\
 ARG BASE_IMAGE=python:3.11-slim

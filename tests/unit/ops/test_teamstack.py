@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from aml.devtools import teamstack, testenv
+from aml.devtools import testenv
 from aml.mlops.datastore import DataStore
+from aml.ops import teamstack
 
 STATIC = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
 

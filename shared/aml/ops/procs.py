@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from aml.devtools.http_client import http_status
+from aml.ops.http_client import http_status
 
 LOOPBACK = "127.0.0.1"
 

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from aml.devtools import http_client as serving
+from aml.ops import http_client as serving
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -100,7 +100,7 @@ def test_load_test_refuses_other_hosts_and_bad_bounds():
 
 
 def test_load_test_counts_connection_failures():
-    from aml.devtools import procs
+    from aml.ops import procs
 
     result = serving.load_test(f"http://127.0.0.1:{procs.free_port()}/", [{}], max_requests=3, timeout=1)
     assert result.errors == 3 and result.statuses == {"ConnectionRefusedError": 3}
@@ -121,7 +121,7 @@ def test_http_status_answers_any_status(server):
 
 
 def test_http_status_of_nothing_or_not_http_is_none():
-    from aml.devtools import procs
+    from aml.ops import procs
 
     assert serving.http_status(f"http://127.0.0.1:{procs.free_port()}/") is None  # refused
     with socket.socket() as listener:  # accepts, then closes without answering

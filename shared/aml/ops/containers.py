@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from aml.devtools import procs
+from aml.ops import procs
 
 ENGINES = ("docker", "podman")
 ENGINE_ENV = "AML_CONTAINER_ENGINE"
