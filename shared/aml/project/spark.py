@@ -3,8 +3,18 @@
 Why: the service's batch ``/score`` (:func:`aml.project.system.score_batch`) reads one CSV into one process and
 scores it there (about 14,000 messages/s on 2 cores, bounded by one machine's memory and cores). A team that scores
 the whole day's traffic needs the same model over a table too large for one process, spread over many cores or
-machines: Spark splits the table into partitions and scores each in a Python worker through
-:func:`mlflow.pyfunc.spark_udf`, with exactly the model and threshold the service serves.
+machines: Spark splits the table into partitions and scores each in a Python worker, with exactly the scorer and
+threshold the service serves.
+
+**The served scorer, not the pipeline.** The service answers with :class:`aml.spam.lean.LeanScorer`, compiled from
+the registered pipeline and checked equal to it within 1e-9 (:func:`aml.project.system.serving_model`); it costs
+about 1/70 of the full scikit-learn pipeline per message. Scoring a table with :func:`mlflow.pyfunc.spark_udf` runs
+the full pipeline in every task, so Spark on two cores was slower than one process with the lean scorer (0.28×).
+:func:`score_table` therefore compiles the scorer once on the driver (the same :func:`choose_model` the service's
+loader runs), ships it once per executor as a broadcast variable, and applies it to each Arrow batch with
+``DataFrame.mapInPandas``; :func:`check_sample` compares a sample with the registered version's ``predict_proba``
+under the compile check's rule (1e-9). A version the lean compiler does not support (``NotCompilable``) is scored
+as before, by ``spark_udf`` over the registered pipeline (``scorer="pipeline"`` forces that path).
 
 What:
 
@@ -15,9 +25,11 @@ What:
 - :func:`score_table`: a Parquet table → ``bulk_predictions/<run>/predictions.parquet`` (``id``, ``propensity``,
   ``prediction``, ``threshold``, ``model_version``, and ``label``/``y`` when the table has them), scored by the
   version :func:`aml.project.system.load_serving_model` picks (the champion, with the service's fallback) at the
-  version's ``threshold`` tag;
+  version's ``threshold`` tag, with its lean scorer (fallback: the pipeline through ``spark_udf``);
 - :func:`check_sample`: a random sample of the Spark output against in-process ``predict_proba`` of the same
-  registered version (the maximum absolute difference; 0 here).
+  registered version (the maximum absolute difference: a few ulps, at most 1e-9);
+- :func:`tune_on_spark`: assignment 1's hyper-parameter search with one Spark task per candidate, the same tables
+  as in process.
 
 Atomic, with lineage, as every stage of :mod:`aml.project.system`: Spark writes into a hidden staging folder (a
 crashed job leaves only that), which is renamed into a new run folder; ``lineage.json`` (the input table's digest,
@@ -60,7 +72,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +99,10 @@ PASSED_THROUGH = ("label", stages.TARGET)
 DEFAULT_ROWS = 1_000_000
 #: rows per Parquet file that :func:`generate_messages` aims at (at least one file per core)
 ROWS_PER_FILE = 100_000
-#: the check's tolerance: the same model on the same text gives the same double (measured difference: 0)
-TOLERANCE = 1e-12
+#: the check's tolerance: the lean compiler's own rule (:func:`aml.spam.lean.compile_scorer`; measured: a few ulps)
+TOLERANCE = 1e-9
+#: the scorers :func:`score_table` can apply: the served lean scorer (falling back to the pipeline), or the pipeline
+SCORERS = ("lean", "pipeline")
 _PANDAS3 = "PySpark does not yet fully support"
 _LOG4J2 = """\
 # aml.project.spark: warnings and errors only, on stderr (Spark's default logs every stage at INFO)
@@ -136,8 +150,8 @@ def session(master: str = DEFAULT_MASTER, app_name: str = APP_NAME, conf: Mappin
             "openjdk-17-jre-headless) or set JAVA_HOME"
         )
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master.startswith("local") or master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver on loopback, as the cluster's daemons
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # spark_udf's download bars, per call
     warnings.filterwarnings("ignore", _PANDAS3, FutureWarning)
     from pyspark.sql import SparkSession
@@ -337,12 +351,14 @@ def generate_messages(
 @dataclass(frozen=True)
 class ModelChoice:
     """The registered version a Spark job scores with: its ``name``, ``version``, ``threshold`` (the version's
-    ``threshold`` tag) and how it was chosen (``serving``: the registry record's summary, fallback included)."""
+    ``threshold`` tag), how it was chosen (``serving``: the registry record's summary, fallback included) and its
+    compiled ``scorer`` (:class:`aml.spam.lean.LeanScorer`; ``None`` when the version cannot be compiled)."""
 
     name: str
     version: str
     threshold: float
     serving: dict
+    scorer: Any = field(default=None, compare=False, repr=False)
 
     @property
     def uri(self) -> str:
@@ -355,7 +371,7 @@ def choose_model(name: str = MODEL_NAME) -> ModelChoice:
     latest, falling back to older versions that load and pass the smoke check) and its threshold. Raises
     :class:`aml.mlops.registry.NoModelError` when nothing is registered."""
     ready = system.load_serving_model(name)
-    return ModelChoice(name, ready.version, ready.threshold, ready.describe())
+    return ModelChoice(name, ready.version, ready.threshold, ready.describe(), ready.scorer if ready.lean else None)
 
 
 def _check_columns(store: DataStore, path: str, df) -> None:
@@ -378,26 +394,100 @@ def _check_texts(store: DataStore, path: str, df) -> None:
         raise sms.DataValidationError(f"{store.location(path)}: {bad.count()} message(s) with empty text, ids {ids}")
 
 
-def score_table(
-    spark, store: DataStore, table: str, name: str = MODEL_NAME, partitions: int | None = None
-) -> dict[str, Any]:
-    """Batch scoring on Spark: the Parquet table at store path ``table`` (``id``, ``text``; ``label``/``y`` kept) →
-    ``bulk_predictions/<run>/predictions.parquet`` with :data:`OUTPUT_COLUMNS`, scored by
-    :func:`mlflow.pyfunc.spark_udf` over the registered version :func:`choose_model` picks (its ``predict_proba``:
-    the versions are logged with ``pyfunc_predict_fn="predict_proba"``) at that version's threshold.
+def _lean_batches(broadcast, threshold: float, version: str, kept: tuple[str, ...]):
+    """The function ``mapInPandas`` runs in the executors' Python workers: each Arrow batch of ``id``, ``text``
+    (and ``kept``) → the output columns, scored by the broadcast :class:`~aml.spam.lean.LeanScorer` (unpickled once
+    per Python worker, which Spark reuses with its word cache for the later batches)."""
+    id_, text, propensity_, prediction_ = stages.ID, stages.TEXT, stages.PROPENSITY, stages.PREDICTION
 
-    ``partitions``: repartition the table into that many tasks first (default: only when it has fewer partitions
-    than Spark has cores). MLflow must point at the registry (:func:`aml.mlops.tracking.configure`). Written
-    atomically with a ``lineage.json``; ``latest`` moves last. Returns ``{"output", "count", "spam", "run",
-    "model_version", "threshold", "seconds", "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError`
-    for a missing table, :class:`aml.project.system.StageError` for a table without ``id``/``text``, and
-    :class:`aml.spam.sms.DataValidationError` for empty texts."""
+    def score(batches):
+        import pandas as pd
+
+        scorer = broadcast.value
+        for batch in batches:
+            texts = batch[text].tolist()
+            propensity = scorer.predict_proba(texts)[:, 1] if texts else np.empty(0)
+            columns = {
+                id_: batch[id_].astype(str),
+                propensity_: propensity,
+                prediction_: _metrics.apply_threshold(propensity, threshold),
+                "threshold": np.full(len(texts), threshold),
+                "model_version": np.full(len(texts), version, dtype=object),
+            }
+            columns.update({column: batch[column] for column in kept})
+            yield pd.DataFrame(columns, index=batch.index)
+
+    return score
+
+
+def _score_lean(spark, df, model: ModelChoice, kept: list[str]):
+    """``df`` scored by the model's lean scorer: broadcast once, applied per Arrow batch (``mapInPandas``)."""
+    from pyspark.sql import types as T
+
+    fields = [
+        T.StructField(stages.ID, T.StringType()),
+        T.StructField(stages.PROPENSITY, T.DoubleType()),
+        T.StructField(stages.PREDICTION, T.BooleanType()),
+        T.StructField("threshold", T.DoubleType()),
+        T.StructField("model_version", T.StringType()),
+        *[df.schema[column] for column in kept],
+    ]
+    broadcast = spark.sparkContext.broadcast(model.scorer)
+    batches = _lean_batches(broadcast, float(model.threshold), str(model.version), tuple(kept))
+    return df.select(stages.ID, stages.TEXT, *kept).mapInPandas(batches, T.StructType(fields))
+
+
+def _score_pipeline(spark, df, model: ModelChoice, kept: list[str]):
+    """``df`` scored by the registered pipeline through :func:`mlflow.pyfunc.spark_udf` (its ``predict_proba``:
+    the versions are logged with ``pyfunc_predict_fn="predict_proba"``): the fallback when no lean scorer compiles."""
     import mlflow
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    # spark_udf(env_manager="local") warns that the training environment is not recreated: here that is the point
+    # (the executors run this environment; conda or virtualenv would need the network)
+    with logs.quieted("mlflow.pyfunc"):
+        predict = mlflow.pyfunc.spark_udf(
+            spark, model.uri, result_type=T.ArrayType(T.DoubleType()), env_manager="local"
+        )
+    propensity = F.col("_proba")[1]
+    return df.withColumn("_proba", predict(F.col(stages.TEXT))).select(
+        F.col(stages.ID).cast("string").alias(stages.ID),
+        propensity.alias(stages.PROPENSITY),
+        (propensity >= F.lit(model.threshold)).alias(stages.PREDICTION),  # metrics.apply_threshold's rule
+        F.lit(model.threshold).cast("double").alias("threshold"),
+        F.lit(model.version).alias("model_version"),
+        *kept,
+    )
+
+
+def score_table(
+    spark,
+    store: DataStore,
+    table: str,
+    name: str = MODEL_NAME,
+    partitions: int | None = None,
+    scorer: str = "lean",
+) -> dict[str, Any]:
+    """Batch scoring on Spark: the Parquet table at store path ``table`` (``id``, ``text``; ``label``/``y`` kept) →
+    ``bulk_predictions/<run>/predictions.parquet`` with :data:`OUTPUT_COLUMNS`, scored by the registered version
+    :func:`choose_model` picks, at that version's threshold.
+
+    ``scorer``: ``"lean"`` (default) applies the service's compiled scorer (broadcast, ``mapInPandas``), or the
+    pipeline when the version does not compile; ``"pipeline"`` always runs the registered pipeline through
+    :func:`mlflow.pyfunc.spark_udf`. ``partitions``: repartition the table into that many tasks first (default:
+    only when it has fewer partitions than Spark has cores). MLflow must point at the registry
+    (:func:`aml.mlops.tracking.configure`). Written atomically with a ``lineage.json``; ``latest`` moves last.
+    Returns ``{"output", "count", "spam", "run", "model_version", "threshold", "scorer", "partitions", "seconds",
+    "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError` for a missing table,
+    :class:`aml.project.system.StageError` for a table without ``id``/``text`` or bad arguments, and
+    :class:`aml.spam.sms.DataValidationError` for empty texts."""
+    from pyspark.sql import functions as F
+
     if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
         raise system.StageError(f"partitions must be a positive integer or None, got {partitions!r}")
+    if scorer not in SCORERS:
+        raise system.StageError(f"scorer must be one of {SCORERS}, got {scorer!r}")
     start = time.perf_counter()
     with _read_table(spark, store, table) as df:  # a missing table fails before the model is loaded
         _check_columns(store, table, df)
@@ -409,22 +499,11 @@ def score_table(
         elif df.rdd.getNumPartitions() < cores:
             df = df.repartition(cores)
         tasks = df.rdd.getNumPartitions()
-        # spark_udf(env_manager="local") warns that the training environment is not recreated: here that is the point
-        # (the executors run this environment; conda or virtualenv would need the network)
-        with logs.quieted("mlflow.pyfunc"):
-            predict = mlflow.pyfunc.spark_udf(
-                spark, model.uri, result_type=T.ArrayType(T.DoubleType()), env_manager="local"
-            )
-        propensity = F.col("_proba")[1]
         kept = [c for c in PASSED_THROUGH if c in df.columns]
-        out = df.withColumn("_proba", predict(F.col(stages.TEXT))).select(
-            F.col(stages.ID).cast("string").alias(stages.ID),
-            propensity.alias(stages.PROPENSITY),
-            (propensity >= F.lit(model.threshold)).alias(stages.PREDICTION),  # metrics.apply_threshold's rule
-            F.lit(model.threshold).cast("double").alias("threshold"),
-            F.lit(model.version).alias("model_version"),
-            *kept,
-        )
+        used = "lean" if scorer == "lean" and model.scorer is not None else "pipeline"
+        if used != scorer:
+            log.info("version %s has no lean scorer: scoring with the pipeline (spark_udf)", model.version)
+        out = (_score_lean if used == "lean" else _score_pipeline)(spark, df, model, kept)
 
         def write(uri: str) -> tuple[int, int]:
             out.write.mode("error").parquet(uri)
@@ -439,7 +518,7 @@ def score_table(
         run,
         {
             "inputs": {"table": {"path": table, "sha256": table_sha256(store, table)}},
-            "model": {**model.serving, "name": name, "uri": model.uri},
+            "model": {**model.serving, "name": name, "uri": model.uri, "scorer": used},
             "outputs": {"predictions": {"path": output, "rows": count, "files": files}},
             "spark": {**_spark_info(spark), "partitions": tasks},
         },
@@ -452,6 +531,8 @@ def score_table(
         "run": run,
         "model_version": model.version,
         "threshold": model.threshold,
+        "scorer": used,
+        "partitions": tasks,
         "seconds": round(time.perf_counter() - start, 2),
         "master": spark.sparkContext.master,
     }
@@ -504,6 +585,49 @@ def check_sample(
         "predictions_agree": bool(agree),
         "passed": bool(diff <= tolerance and agree),
         "model_version": str(model["version"]),
+    }
+
+
+# -- the hyper-parameter search ---------------------------------------------------------------------------------------
+
+
+def tune_on_spark(
+    spark,
+    splits: Mapping[str, Any],
+    space: Mapping[str, Mapping[str, list]] | None = None,
+    seed: int = 0,
+    min_precision: float = stages.MIN_PRECISION,
+) -> dict[str, Any]:
+    """:func:`aml.spam.selection.tune_benchmarks` with its candidates spread over Spark: one task per (model,
+    combination) of ``space`` (default :data:`aml.spam.selection.SEARCH_SPACE`), each running
+    :func:`aml.spam.stages.tune_row` on the train/validation splits (broadcast once per executor), the rows
+    collected back in grid order into :func:`aml.spam.stages.tune_table`. Same seeds, same code: the tables equal the
+    in-process search's except ``fit_seconds`` (wall time of each fit, measured where it ran). A task runs in one
+    executor core; scikit-learn's own threads stay as the model asks (``n_jobs``). Returns ``{model: table}``."""
+    import itertools
+
+    from aml.spam import models, selection
+
+    space = selection.SEARCH_SPACE if space is None else space
+    candidates = [
+        (name, dict(zip(grid, combo, strict=True)))
+        for name, grid in space.items()
+        for combo in itertools.product(*grid.values())
+    ]
+    if not candidates:
+        return {}
+    data = spark.sparkContext.broadcast((splits["train"], splits["validation"]))
+
+    def run(candidate):
+        name, params = candidate
+        df_train, df_val = data.value
+        make = functools.partial(models.make_model, name, seed)
+        return name, stages.tune_row(make, params, df_train, df_val, min_precision)
+
+    rows = spark.sparkContext.parallelize(candidates, len(candidates)).map(run).collect()  # in candidate order
+    data.unpersist()
+    return {
+        name: stages.tune_table([row for model, row in rows if model == name], grid) for name, grid in space.items()
     }
 
 
