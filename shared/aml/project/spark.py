@@ -89,6 +89,8 @@ log = logging.getLogger("aml.project.spark")
 
 #: the default master: two local cores (``spark://host:7077`` or ``yarn`` spread the same work over a cluster)
 DEFAULT_MASTER = "local[2]"
+#: the setting naming the master the command line submits to (``project/scale/stack.py --spark-workers`` sets it)
+MASTER_ENV = "AML_SPARK_MASTER"
 APP_NAME = "aml-spam-batch-scoring"
 #: the data store's folders: generated message tables, and their predictions
 TABLES, PREDICTIONS = "bulk", "bulk_predictions"
@@ -636,13 +638,18 @@ def tune_on_spark(
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m aml.project.spark {generate,score} … [--master URL]`` over the data store ``AML_DATA_STORE`` and
-    the registry ``MLFLOW_TRACKING_URI`` (as the project's service reads them): prints each result as one line."""
+    the registry ``MLFLOW_TRACKING_URI`` (as the project's service reads them), on ``--master`` (default
+    ``AML_SPARK_MASTER``, else ``local[2]``): prints each result as one line."""
     import json
 
     import mlflow
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--master", default=DEFAULT_MASTER, help="Spark master URL (default %(default)s)")
+    parser.add_argument(
+        "--master",
+        default=os.environ.get(MASTER_ENV) or DEFAULT_MASTER,
+        help=f"Spark master URL (default {MASTER_ENV}, else {DEFAULT_MASTER})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="write a message table into bulk/")
     generate.add_argument("--rows", type=int, default=DEFAULT_ROWS)
