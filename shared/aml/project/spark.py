@@ -44,11 +44,13 @@ file through :class:`aml.mlops.datastore.DataStore` (``latest`` still moves only
 
 **On a cluster: the same code, with ``master`` changed.** ``session("spark://host:7077")`` (a standalone cluster) or
 ``session("yarn")`` (Hadoop's resource manager, with ``HADOOP_CONF_DIR`` set) runs the same functions: the table's
-partitions are spread over the executors' cores. :func:`mlflow.pyfunc.spark_udf` downloads the registered version
-from the MLflow registry once, on the driver, and ships it to the executors as a Spark file
-(``SparkContext.addFile``); each executor's Python worker loads it once and keeps it for its later partitions. For
-that the executors need (1) the same Python environment as the driver (``env_manager="local"``: the same image, or
-``PYSPARK_PYTHON`` pointing at the same virtual environment on every node, ``aml`` installed), and (2) the data store
+partitions are spread over the executors' cores (:mod:`aml.ops.sparkcluster` starts a standalone master and
+workers, separate JVMs, on this machine's loopback: the path every test and benchmark of a cluster takes). The lean
+scorer travels as a broadcast variable (fetched by each executor once, unpickled once per Python worker); the
+fallback, :func:`mlflow.pyfunc.spark_udf`, downloads the registered version once, on the driver, and ships it as a
+Spark file (``SparkContext.addFile``). For that the executors need (1) the same Python environment as the driver
+(the same image, or ``PYSPARK_PYTHON`` pointing at the same virtual environment on every node, ``aml`` installed;
+``env_manager="local"`` for the fallback), and (2) the data store
 on storage every node sees at the same path (a shared mount, or HDFS/``s3a://`` with the jars above); the temporary
 folders of a remote store are on the driver only, so that case is for ``local`` masters. From the shell::
 
