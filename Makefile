@@ -61,7 +61,7 @@ bench: $(STAMP) ## Benchmarks: assignment3's service (1 and 16 clients) and proj
 	$(PYTHON) assignment3/benchmark.py
 	$(PYTHON) project/benchmark.py
 
-bench-scale: $(STAMP) ## Batch scoring on Spark: 1,000,000 messages on local[2] beside in-process and batch /score rates
+bench-scale: $(STAMP) ## Spark scaling: 1,000,000 messages, one process vs local[1]/[2] vs a standalone cluster of 1 and 2 workers; the search
 	$(PYTHON) project/scale/spark_bench.py
 
 clean: ## Remove build outputs (executed notebooks, reports, metrics, test artefacts)

@@ -3,7 +3,10 @@
 nginx balancer, all on free 127.0.0.1 ports; prints the environment the service and its clients use; and runs until
 Ctrl-C (or SIGTERM), then stops everything by PID. ``--env-file FILE`` also writes that environment to ``FILE``
 (mode 0600) for ``set -a; . FILE; set +a``. ``--replicas 0`` starts the stores only (run ``python src/app.py``
-yourself with the printed environment). The parts and their choices: :mod:`aml.ops.teamstack`; the
+yourself with the printed environment). ``--spark-workers N`` also starts a Spark standalone cluster (a master and N
+workers, separate JVMs, each ``--spark-cores`` cores and ``--spark-memory``; :mod:`aml.ops.sparkcluster`) and
+exports its URL as ``AML_SPARK_MASTER``, which ``python -m aml.project.spark`` submits to. The parts and their
+choices: :mod:`aml.ops.teamstack`; the
 configuration, difference from the laptop and figures: ``README.md``, "Team scale".
 """
 
@@ -19,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from aml.ops import teamstack
+from aml.ops import sparkcluster, teamstack
 
 PROJECT = Path(__file__).resolve().parents[1]
 SERVICE = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
@@ -33,9 +36,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", default=os.environ.get("AML_API_TOKEN"), help="API token (default: a new one)")
     parser.add_argument("--env-file", type=Path, help="also write the environment to this file (mode 0600)")
     parser.add_argument("--check", action="store_true", help="start, print, check /health, stop (no waiting)")
+    parser.add_argument("--spark-workers", type=int, default=0, help="Spark standalone workers (0: no cluster)")
+    parser.add_argument("--spark-cores", type=int, default=1, help="cores of each Spark worker")
+    parser.add_argument("--spark-memory", default="1g", help="memory of each Spark worker (512m, 2g)")
     args = parser.parse_args(argv)
     if args.replicas < 0:
         parser.error("--replicas must be 0 or more")
+    if args.spark_workers < 0 or args.spark_cores < 1:
+        parser.error("--spark-workers must be 0 or more and --spark-cores at least 1")
     return args
 
 
@@ -68,13 +76,20 @@ def main(argv: list[str] | None = None) -> int:
             print("starting PostgreSQL, the S3 server and MLflow ...", flush=True)
             team = stack.enter_context(teamstack.team_stack(bucket=args.bucket))
             env = team.service_env(token)
+            cluster = None
+            if args.spark_workers:
+                print(f"starting a Spark master and {args.spark_workers} worker(s) ...", flush=True)
+                cluster = stack.enter_context(
+                    sparkcluster.standalone(args.spark_workers, args.spark_cores, args.spark_memory)
+                )
+                env["AML_SPARK_MASTER"] = cluster.url
             address = None
             if args.replicas:
                 print(f"starting {args.replicas} service replicas and the balancer ...", flush=True)
                 servers = stack.enter_context(teamstack.replicas(SERVICE, args.replicas, cwd=PROJECT, env=env))
                 address = stack.enter_context(teamstack.balancer([s.url for s in servers])).url
             print(f"\nup in {time.perf_counter() - started:.0f} s")
-            for part, where in team.describe().items():
+            for part, where in {**team.describe(), **(cluster.describe() if cluster else {})}.items():
                 print(f"  {part:11} {where}")
             if address:
                 print(f"  {'service':11} {address} (nginx) -> {', '.join(s.url for s in servers)}")
@@ -96,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nrunning; Ctrl-C stops everything", flush=True)
             while True:
                 time.sleep(3600)
-    except teamstack.StackError as exc:
+    except (teamstack.StackError, sparkcluster.ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,7 +8,9 @@ its record from S3) → batch ``/score`` → ``/evaluate``, with the data in S3,
 and the model files in the bucket; a new champion, then the operator's rollback to the previous version, reach both
 replicas through their registry poll, with online scoring answering all along and no restart; one replica killed
 with SIGKILL under load, the failed requests counted (usually none; at most the responses cut mid-body); the
-project's DVC pipeline (``dvc.yaml``'s profile stage) pushing to and pulling from ``s3://<bucket>/dvc``. A part
+project's DVC pipeline (``dvc.yaml``'s profile stage) pushing to and pulling from ``s3://<bucket>/dvc``; the jobs'
+lock in PostgreSQL across two replicas that share no folder (one training, the other 409; the holder killed with
+SIGKILL frees it, its job reads interrupted). A part
 that cannot start fails the tests under ``CI=true`` (skips elsewhere, when a program is missing).
 """
 
@@ -198,6 +200,56 @@ def test_a_killed_replica_costs_at_most_a_cut_response_per_client(team):
     after = [requests.post(f"{lb.url}/score", json={"text": SPAM}, timeout=30).status_code for _ in range(20)]
     assert after == [200] * 20
     assert requests.get(f"{lb.url}/health", timeout=30).json()["serving"]["version"] == champion
+
+
+def test_replicas_on_two_hosts_train_one_at_a_time_and_a_killed_holder_frees_the_lock(team, tmp_path):
+    """Two more replicas that share nothing on disk (each its own home, so its own jobs' lock folder, as two hosts):
+    concurrent ``/train`` through each → one 202, one 409 naming it; the holder killed with SIGKILL (its process
+    group: gunicorn's master and the worker running the job) → PostgreSQL ends its session and the lock with it, the
+    next ``/train`` on the other runs, and the killed job reads "interrupted"."""
+    if "prepared" not in team["state"]:
+        pytest.skip("needs the data of test_the_flow_runs_on_postgres_and_s3")
+    env = team["stack"].service_env(TOKEN)
+    assert env["AML_JOBS_LOCK_URL"].startswith("postgresql")  # the team's database holds the lock
+    with contextlib.ExitStack() as stack:
+        hosts = []
+        for name in ("host-a", "host-b"):
+            (tmp_path / name).mkdir()
+            hosts += stack.enter_context(
+                teamstack.replicas(COMMAND, 1, cwd=PROJECT, env={**env, "HOME": str(tmp_path / name)})
+            )
+        barrier = threading.Barrier(2)
+        answers: dict[int, requests.Response] = {}
+
+        def post(index: int) -> None:
+            barrier.wait()
+            answers[index] = requests.post(f"{hosts[index].url}/train", json={}, headers=AUTH, timeout=60)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(90)
+        codes = sorted(a.status_code for a in answers.values())
+        assert codes == [202, 409], {i: (a.status_code, a.text) for i, a in answers.items()}
+        holder = next(i for i, a in answers.items() if a.status_code == 202)
+        killed = answers[holder].json()["job"]
+        assert killed in answers[1 - holder].json()["message"]  # the refused one names the running job
+        victim, survivor = hosts[holder], hosts[1 - holder]
+        started = time.perf_counter()
+        teamstack.kill(victim)
+        deadline = time.monotonic() + 30  # the backend sees the closed socket at once; room for a loaded machine
+        while True:
+            again = requests.post(f"{survivor.url}/train", json={}, headers=AUTH, timeout=60)
+            if again.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert again.status_code == 202, again.text
+        FIGURES["lock_free_after_kill_s"] = round(time.perf_counter() - started, 2)
+        record = requests.get(f"{survivor.url}/jobs/{killed}", timeout=30).json()
+        assert record["status"] == "failed" and record["error"].startswith("interrupted"), record
+        done = SystemClient(survivor.url, TOKEN).wait(again.json()["job"], timeout=300, poll=0.5)
+        assert done["status"] == "succeeded", done
 
 
 def test_the_projects_dvc_pipeline_uses_the_same_bucket(team, tmp_path, monkeypatch):

@@ -21,9 +21,20 @@ one container with its worker processes); they are POSIX ``flock`` locks (Linux,
 By default (:func:`default_lock_dir`) the folder follows the store: ``<store>/.locks`` for a local store, and for a
 remote one (``s3://...``) a folder named after the store's URL under ``~/.cache/aml/locks``, so every replica on one
 host that serves the same store shares the lock, and two stores never block each other. Replicas on several hosts
-would each hold a lock of their own: they need a lock all of them see (a lock folder on a shared POSIX file system,
-or a lock service such as a database's advisory lock); without one, two trainings can run at once and a running
-job polled on another host reads as interrupted.
+would each hold a lock of their own: they need a lock all of them see.
+
+**Across hosts: PostgreSQL.** With :data:`LOCK_URL_ENV` (``AML_JOBS_LOCK_URL``) set to a database URL
+(``postgresql://user:password@host:5432/db``; the team stack's database), or ``lock_url`` given, the kind's lock
+is a PostgreSQL *session-level advisory lock* instead of a file (:class:`_PgKindLock`): ``pg_try_advisory_lock``
+on a 64-bit key derived from the store's URL and the kind (two stores never block each other), taken on a
+connection of its own that the job holds until its final record is written. The database releases the lock when
+that session ends, however it ends: the holder's process killed with ``kill -9`` closes its socket and its backend
+exits at once; a host that vanishes without closing it is noticed by the server's TCP keepalives
+(``tcp_keepalives_idle``/``_interval``/``_count`` on the server: its lease). The holder's job id is the session's
+``application_name``, so a refused caller learns which job runs, read from ``pg_stat_activity``, and it vanishes
+with the session (no rows to clean up). Why an advisory lock and not a lease row: the lease is then the session
+itself, with no clock, renewal thread or expiry to tune, and PostgreSQL is already the team's shared component (the
+MLflow database). The laptop default stays the ``flock`` folder: nothing to run.
 """
 
 from __future__ import annotations
@@ -57,6 +68,10 @@ ACTIVE = (QUEUED, RUNNING)
 DONE = (SUCCEEDED, FAILED)
 INTERRUPTED = "interrupted: the service stopped while the job was running (no process holds its lock)"
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: the setting that puts the job locks in PostgreSQL (a database URL): replicas on several hosts share them
+LOCK_URL_ENV = "AML_JOBS_LOCK_URL"
+#: the application name of a lock session before it holds a job (a job id afterwards)
+_PG_APP = "aml-jobs"
 #: ``<kind>-<YYYYMMDDTHHMMSSZ>-<8 hex>``
 JOB_ID = re.compile(r"^(?P<kind>[a-z][a-z0-9_]{0,31})-(?P<time>\d{8}T\d{6}Z)-(?P<token>[0-9a-f]{8})$")
 
@@ -117,6 +132,114 @@ class _KindLock:
                 os.close(fd)
 
 
+class _PgKindLock:
+    """A PostgreSQL session-level advisory lock on ``key``, taken on a connection of its own (so it also excludes
+    other threads of the same process: advisory locks are re-entrant only within one session); the session's
+    ``application_name`` names the holder's job."""
+
+    def __init__(self, backend: _PgLocks, key: int):
+        self.backend = backend
+        self.key = key
+        self._conn = None
+
+    def try_acquire(self) -> bool:
+        conn = self.backend.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+                got = bool(cur.fetchone()[0])
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def claim(self, job_id: str) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT set_config('application_name', %s, false)", (job_id,))
+
+    def holder(self) -> str | None:
+        """The job id of the session holding the lock, or ``None`` (none, or not claimed yet)."""
+        names = self.backend.query(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()) AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+            _split_key(self.key),
+        )
+        text = names[0][0] if names else None
+        return text if text and JOB_ID.match(text) else None
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            except Exception:  # the session is gone: so is its lock
+                log.warning("could not unlock job lock %d (the session ended: the lock went with it)", self.key)
+            finally:
+                conn.close()
+
+
+def _split_key(key: int) -> tuple[int, int]:
+    """A bigint advisory key as ``pg_locks`` shows it: ``classid`` (high 32 bits) and ``objid`` (low 32 bits)."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+class _PgLocks:
+    """The job locks of one store in the PostgreSQL database at ``url`` (see the module's docstring)."""
+
+    def __init__(self, url: str, namespace: str):
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"{LOCK_URL_ENV} must be a PostgreSQL URL such as postgresql://user:password@host:5432/db, "
+                f"got one starting {scheme!r}"
+            )
+        self.dsn = f"postgresql://{rest}"  # SQLAlchemy's driver suffix (postgresql+psycopg2://) dropped
+        self.namespace = namespace
+        self.where = _redacted(self.dsn)
+        self.query("SELECT 1")  # a database that cannot be reached stops the start, not the first /train
+
+    def connect(self):
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(
+                self.dsn, connect_timeout=10, application_name=_PG_APP, keepalives=1, keepalives_idle=30
+            )
+        except psycopg2.Error as exc:
+            raise RuntimeError(f"the job lock database {self.where} cannot be reached: {exc}".strip()) from None
+        conn.autocommit = True
+        return conn
+
+    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def key(self, kind: str) -> int:
+        """A signed 64-bit key of the store and the kind (the first 8 bytes of a SHA-256)."""
+        digest = hashlib.sha256(f"aml.mlops.jobs\0{self.namespace}\0{kind}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def lock(self, kind: str) -> _PgKindLock:
+        return _PgKindLock(self, self.key(kind))
+
+
+def _redacted(dsn: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", dsn)
+
+
 def _check_kind(kind: str) -> str:
     if not isinstance(kind, str) or not KIND.match(kind):
         raise ValueError(f"job kind must be lower-case letters, digits and '_' (up to 32), got {kind!r}")
@@ -139,23 +262,37 @@ def default_lock_dir(store: DataStore) -> Path:
 
 class Jobs:
     """Background jobs whose records live in ``store`` (``jobs/<id>.json``) and whose locks live in ``lock_dir``
-    (default :func:`default_lock_dir`).
+    (default :func:`default_lock_dir`), or in the PostgreSQL database ``lock_url`` (default the environment's
+    :data:`LOCK_URL_ENV`; unset or empty: the folder). ``locks`` says which: ``"flock"`` or ``"postgresql"``.
 
     ``progress_interval`` is the shortest time between two progress writes (default 0.5 s, i.e. at most 2 a second;
-    the status changes are always written)."""
+    the status changes are always written). Raises ``ValueError`` for a lock URL that is not PostgreSQL's and
+    ``RuntimeError`` when its database cannot be reached."""
 
-    def __init__(self, store: DataStore, lock_dir: str | Path | None = None, progress_interval: float = 0.5):
-        if fcntl is None:  # pragma: no cover - Windows
-            raise RuntimeError("background jobs need POSIX file locks (fcntl): run the service on Linux or macOS")
+    def __init__(
+        self,
+        store: DataStore,
+        lock_dir: str | Path | None = None,
+        progress_interval: float = 0.5,
+        lock_url: str | None = None,
+    ):
         self.store = store
+        url = os.environ.get(LOCK_URL_ENV, "") if lock_url is None else lock_url
+        self._pg = _PgLocks(url, store.url) if url.strip() else None
+        self.locks = "postgresql" if self._pg else "flock"
+        if self._pg is None and fcntl is None:  # pragma: no cover - Windows
+            raise RuntimeError("background jobs need POSIX file locks (fcntl): run the service on Linux or macOS")
         self.lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir(store)
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        if self._pg is None:
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
         self.progress_interval = progress_interval
         self.busy_retry = 0.1  # seconds submit retries a held lock (a status probe holds it for microseconds)
 
     # -- storage -----------------------------------------------------------------------------------------------------
 
-    def _lock(self, kind: str) -> _KindLock:
+    def _lock(self, kind: str) -> _KindLock | _PgKindLock:
+        if self._pg is not None:
+            return self._pg.lock(_check_kind(kind))
         return _KindLock(self.lock_dir / f"{_check_kind(kind)}.lock")
 
     def _path(self, job_id: str) -> str:
@@ -218,7 +355,7 @@ class Jobs:
         log.info("job %s submitted", job_id)
         return record
 
-    def _run(self, record: dict, fn: Callable[[Report], dict], lock: _KindLock) -> None:
+    def _run(self, record: dict, fn: Callable[[Report], dict], lock: _KindLock | _PgKindLock) -> None:
         guard = threading.Lock()  # fn may report from threads of its own
         state = {"last": time.monotonic(), "open": True}
 

@@ -462,7 +462,8 @@ class TeamStack:
     def service_env(self, token: str | None = None) -> dict[str, str]:
         """The environment of the project's service at team scale: the data store on S3 (with the S3 endpoint and
         credentials), the tracking server, no joblib exports (``AML_MODEL_STORE=none``: the registry is the model
-        store), MLflow's telemetry off (see the code) and, given ``token``, the API token."""
+        store), the jobs' lock in PostgreSQL, MLflow's telemetry off (see the code) and, given ``token``, the API
+        token."""
         env = {
             "AML_DATA_STORE": self.data_store_url,
             "MLFLOW_TRACKING_URI": self.tracking_uri,
@@ -471,6 +472,9 @@ class TeamStack:
             # MLflow's telemetry thread, failing to fetch its settings offline, deletes a variable from os.environ
             # while requests iterates os.environ for the first request to the tracking server: a KeyError (seen)
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # the background jobs' lock (aml.mlops.jobs.LOCK_URL_ENV): an advisory lock in the team's database, so
+            # replicas on several hosts run one training at a time
+            "AML_JOBS_LOCK_URL": self.backend_uri,
         }
         if token is not None:
             env["AML_API_TOKEN"] = token

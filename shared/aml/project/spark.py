@@ -3,8 +3,18 @@
 Why: the service's batch ``/score`` (:func:`aml.project.system.score_batch`) reads one CSV into one process and
 scores it there (about 14,000 messages/s on 2 cores, bounded by one machine's memory and cores). A team that scores
 the whole day's traffic needs the same model over a table too large for one process, spread over many cores or
-machines: Spark splits the table into partitions and scores each in a Python worker through
-:func:`mlflow.pyfunc.spark_udf`, with exactly the model and threshold the service serves.
+machines: Spark splits the table into partitions and scores each in a Python worker, with exactly the scorer and
+threshold the service serves.
+
+**The served scorer, not the pipeline.** The service answers with :class:`aml.spam.lean.LeanScorer`, compiled from
+the registered pipeline and checked equal to it within 1e-9 (:func:`aml.project.system.serving_model`); it costs
+about 1/70 of the full scikit-learn pipeline per message. Scoring a table with :func:`mlflow.pyfunc.spark_udf` runs
+the full pipeline in every task, so Spark on two cores was slower than one process with the lean scorer (0.28×).
+:func:`score_table` therefore compiles the scorer once on the driver (the same :func:`choose_model` the service's
+loader runs), ships it once per executor as a broadcast variable, and applies it to each Arrow batch with
+``DataFrame.mapInPandas``; :func:`check_sample` compares a sample with the registered version's ``predict_proba``
+under the compile check's rule (1e-9). A version the lean compiler does not support (``NotCompilable``) is scored
+as before, by ``spark_udf`` over the registered pipeline (``scorer="pipeline"`` forces that path).
 
 What:
 
@@ -15,9 +25,11 @@ What:
 - :func:`score_table`: a Parquet table → ``bulk_predictions/<run>/predictions.parquet`` (``id``, ``propensity``,
   ``prediction``, ``threshold``, ``model_version``, and ``label``/``y`` when the table has them), scored by the
   version :func:`aml.project.system.load_serving_model` picks (the champion, with the service's fallback) at the
-  version's ``threshold`` tag;
+  version's ``threshold`` tag, with its lean scorer (fallback: the pipeline through ``spark_udf``);
 - :func:`check_sample`: a random sample of the Spark output against in-process ``predict_proba`` of the same
-  registered version (the maximum absolute difference; 0 here).
+  registered version (the maximum absolute difference: a few ulps, at most 1e-9);
+- :func:`tune_on_spark`: assignment 1's hyper-parameter search with one Spark task per candidate, the same tables
+  as in process.
 
 Atomic, with lineage, as every stage of :mod:`aml.project.system`: Spark writes into a hidden staging folder (a
 crashed job leaves only that), which is renamed into a new run folder; ``lineage.json`` (the input table's digest,
@@ -32,11 +44,13 @@ file through :class:`aml.mlops.datastore.DataStore` (``latest`` still moves only
 
 **On a cluster: the same code, with ``master`` changed.** ``session("spark://host:7077")`` (a standalone cluster) or
 ``session("yarn")`` (Hadoop's resource manager, with ``HADOOP_CONF_DIR`` set) runs the same functions: the table's
-partitions are spread over the executors' cores. :func:`mlflow.pyfunc.spark_udf` downloads the registered version
-from the MLflow registry once, on the driver, and ships it to the executors as a Spark file
-(``SparkContext.addFile``); each executor's Python worker loads it once and keeps it for its later partitions. For
-that the executors need (1) the same Python environment as the driver (``env_manager="local"``: the same image, or
-``PYSPARK_PYTHON`` pointing at the same virtual environment on every node, ``aml`` installed), and (2) the data store
+partitions are spread over the executors' cores (:mod:`aml.ops.sparkcluster` starts a standalone master and
+workers, separate JVMs, on this machine's loopback: the path every test and benchmark of a cluster takes). The lean
+scorer travels as a broadcast variable (fetched by each executor once, unpickled once per Python worker); the
+fallback, :func:`mlflow.pyfunc.spark_udf`, downloads the registered version once, on the driver, and ships it as a
+Spark file (``SparkContext.addFile``). For that the executors need (1) the same Python environment as the driver
+(the same image, or ``PYSPARK_PYTHON`` pointing at the same virtual environment on every node, ``aml`` installed;
+``env_manager="local"`` for the fallback), and (2) the data store
 on storage every node sees at the same path (a shared mount, or HDFS/``s3a://`` with the jars above); the temporary
 folders of a remote store are on the driver only, so that case is for ``local`` masters. From the shell::
 
@@ -60,7 +74,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +91,8 @@ log = logging.getLogger("aml.project.spark")
 
 #: the default master: two local cores (``spark://host:7077`` or ``yarn`` spread the same work over a cluster)
 DEFAULT_MASTER = "local[2]"
+#: the setting naming the master the command line submits to (``project/scale/stack.py --spark-workers`` sets it)
+MASTER_ENV = "AML_SPARK_MASTER"
 APP_NAME = "aml-spam-batch-scoring"
 #: the data store's folders: generated message tables, and their predictions
 TABLES, PREDICTIONS = "bulk", "bulk_predictions"
@@ -87,8 +103,10 @@ PASSED_THROUGH = ("label", stages.TARGET)
 DEFAULT_ROWS = 1_000_000
 #: rows per Parquet file that :func:`generate_messages` aims at (at least one file per core)
 ROWS_PER_FILE = 100_000
-#: the check's tolerance: the same model on the same text gives the same double (measured difference: 0)
-TOLERANCE = 1e-12
+#: the check's tolerance: the lean compiler's own rule (:func:`aml.spam.lean.compile_scorer`; measured: a few ulps)
+TOLERANCE = 1e-9
+#: the scorers :func:`score_table` can apply: the served lean scorer (falling back to the pipeline), or the pipeline
+SCORERS = ("lean", "pipeline")
 _PANDAS3 = "PySpark does not yet fully support"
 _LOG4J2 = """\
 # aml.project.spark: warnings and errors only, on stderr (Spark's default logs every stage at INFO)
@@ -136,8 +154,8 @@ def session(master: str = DEFAULT_MASTER, app_name: str = APP_NAME, conf: Mappin
             "openjdk-17-jre-headless) or set JAVA_HOME"
         )
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if master.startswith("local") or master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver on loopback, as the cluster's daemons
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # spark_udf's download bars, per call
     warnings.filterwarnings("ignore", _PANDAS3, FutureWarning)
     from pyspark.sql import SparkSession
@@ -337,12 +355,14 @@ def generate_messages(
 @dataclass(frozen=True)
 class ModelChoice:
     """The registered version a Spark job scores with: its ``name``, ``version``, ``threshold`` (the version's
-    ``threshold`` tag) and how it was chosen (``serving``: the registry record's summary, fallback included)."""
+    ``threshold`` tag), how it was chosen (``serving``: the registry record's summary, fallback included) and its
+    compiled ``scorer`` (:class:`aml.spam.lean.LeanScorer`; ``None`` when the version cannot be compiled)."""
 
     name: str
     version: str
     threshold: float
     serving: dict
+    scorer: Any = field(default=None, compare=False, repr=False)
 
     @property
     def uri(self) -> str:
@@ -355,7 +375,7 @@ def choose_model(name: str = MODEL_NAME) -> ModelChoice:
     latest, falling back to older versions that load and pass the smoke check) and its threshold. Raises
     :class:`aml.mlops.registry.NoModelError` when nothing is registered."""
     ready = system.load_serving_model(name)
-    return ModelChoice(name, ready.version, ready.threshold, ready.describe())
+    return ModelChoice(name, ready.version, ready.threshold, ready.describe(), ready.scorer if ready.lean else None)
 
 
 def _check_columns(store: DataStore, path: str, df) -> None:
@@ -378,26 +398,100 @@ def _check_texts(store: DataStore, path: str, df) -> None:
         raise sms.DataValidationError(f"{store.location(path)}: {bad.count()} message(s) with empty text, ids {ids}")
 
 
-def score_table(
-    spark, store: DataStore, table: str, name: str = MODEL_NAME, partitions: int | None = None
-) -> dict[str, Any]:
-    """Batch scoring on Spark: the Parquet table at store path ``table`` (``id``, ``text``; ``label``/``y`` kept) →
-    ``bulk_predictions/<run>/predictions.parquet`` with :data:`OUTPUT_COLUMNS`, scored by
-    :func:`mlflow.pyfunc.spark_udf` over the registered version :func:`choose_model` picks (its ``predict_proba``:
-    the versions are logged with ``pyfunc_predict_fn="predict_proba"``) at that version's threshold.
+def _lean_batches(broadcast, threshold: float, version: str, kept: tuple[str, ...]):
+    """The function ``mapInPandas`` runs in the executors' Python workers: each Arrow batch of ``id``, ``text``
+    (and ``kept``) → the output columns, scored by the broadcast :class:`~aml.spam.lean.LeanScorer` (unpickled once
+    per Python worker, which Spark reuses with its word cache for the later batches)."""
+    id_, text, propensity_, prediction_ = stages.ID, stages.TEXT, stages.PROPENSITY, stages.PREDICTION
 
-    ``partitions``: repartition the table into that many tasks first (default: only when it has fewer partitions
-    than Spark has cores). MLflow must point at the registry (:func:`aml.mlops.tracking.configure`). Written
-    atomically with a ``lineage.json``; ``latest`` moves last. Returns ``{"output", "count", "spam", "run",
-    "model_version", "threshold", "seconds", "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError`
-    for a missing table, :class:`aml.project.system.StageError` for a table without ``id``/``text``, and
-    :class:`aml.spam.sms.DataValidationError` for empty texts."""
+    def score(batches):
+        import pandas as pd
+
+        scorer = broadcast.value
+        for batch in batches:
+            texts = batch[text].tolist()
+            propensity = scorer.predict_proba(texts)[:, 1] if texts else np.empty(0)
+            columns = {
+                id_: batch[id_].astype(str),
+                propensity_: propensity,
+                prediction_: _metrics.apply_threshold(propensity, threshold),
+                "threshold": np.full(len(texts), threshold),
+                "model_version": np.full(len(texts), version, dtype=object),
+            }
+            columns.update({column: batch[column] for column in kept})
+            yield pd.DataFrame(columns, index=batch.index)
+
+    return score
+
+
+def _score_lean(spark, df, model: ModelChoice, kept: list[str]):
+    """``df`` scored by the model's lean scorer: broadcast once, applied per Arrow batch (``mapInPandas``)."""
+    from pyspark.sql import types as T
+
+    fields = [
+        T.StructField(stages.ID, T.StringType()),
+        T.StructField(stages.PROPENSITY, T.DoubleType()),
+        T.StructField(stages.PREDICTION, T.BooleanType()),
+        T.StructField("threshold", T.DoubleType()),
+        T.StructField("model_version", T.StringType()),
+        *[df.schema[column] for column in kept],
+    ]
+    broadcast = spark.sparkContext.broadcast(model.scorer)
+    batches = _lean_batches(broadcast, float(model.threshold), str(model.version), tuple(kept))
+    return df.select(stages.ID, stages.TEXT, *kept).mapInPandas(batches, T.StructType(fields))
+
+
+def _score_pipeline(spark, df, model: ModelChoice, kept: list[str]):
+    """``df`` scored by the registered pipeline through :func:`mlflow.pyfunc.spark_udf` (its ``predict_proba``:
+    the versions are logged with ``pyfunc_predict_fn="predict_proba"``): the fallback when no lean scorer compiles."""
     import mlflow
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
+    # spark_udf(env_manager="local") warns that the training environment is not recreated: here that is the point
+    # (the executors run this environment; conda or virtualenv would need the network)
+    with logs.quieted("mlflow.pyfunc"):
+        predict = mlflow.pyfunc.spark_udf(
+            spark, model.uri, result_type=T.ArrayType(T.DoubleType()), env_manager="local"
+        )
+    propensity = F.col("_proba")[1]
+    return df.withColumn("_proba", predict(F.col(stages.TEXT))).select(
+        F.col(stages.ID).cast("string").alias(stages.ID),
+        propensity.alias(stages.PROPENSITY),
+        (propensity >= F.lit(model.threshold)).alias(stages.PREDICTION),  # metrics.apply_threshold's rule
+        F.lit(model.threshold).cast("double").alias("threshold"),
+        F.lit(model.version).alias("model_version"),
+        *kept,
+    )
+
+
+def score_table(
+    spark,
+    store: DataStore,
+    table: str,
+    name: str = MODEL_NAME,
+    partitions: int | None = None,
+    scorer: str = "lean",
+) -> dict[str, Any]:
+    """Batch scoring on Spark: the Parquet table at store path ``table`` (``id``, ``text``; ``label``/``y`` kept) →
+    ``bulk_predictions/<run>/predictions.parquet`` with :data:`OUTPUT_COLUMNS`, scored by the registered version
+    :func:`choose_model` picks, at that version's threshold.
+
+    ``scorer``: ``"lean"`` (default) applies the service's compiled scorer (broadcast, ``mapInPandas``), or the
+    pipeline when the version does not compile; ``"pipeline"`` always runs the registered pipeline through
+    :func:`mlflow.pyfunc.spark_udf`. ``partitions``: repartition the table into that many tasks first (default:
+    only when it has fewer partitions than Spark has cores). MLflow must point at the registry
+    (:func:`aml.mlops.tracking.configure`). Written atomically with a ``lineage.json``; ``latest`` moves last.
+    Returns ``{"output", "count", "spam", "run", "model_version", "threshold", "scorer", "partitions", "seconds",
+    "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError` for a missing table,
+    :class:`aml.project.system.StageError` for a table without ``id``/``text`` or bad arguments, and
+    :class:`aml.spam.sms.DataValidationError` for empty texts."""
+    from pyspark.sql import functions as F
+
     if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
         raise system.StageError(f"partitions must be a positive integer or None, got {partitions!r}")
+    if scorer not in SCORERS:
+        raise system.StageError(f"scorer must be one of {SCORERS}, got {scorer!r}")
     start = time.perf_counter()
     with _read_table(spark, store, table) as df:  # a missing table fails before the model is loaded
         _check_columns(store, table, df)
@@ -409,22 +503,11 @@ def score_table(
         elif df.rdd.getNumPartitions() < cores:
             df = df.repartition(cores)
         tasks = df.rdd.getNumPartitions()
-        # spark_udf(env_manager="local") warns that the training environment is not recreated: here that is the point
-        # (the executors run this environment; conda or virtualenv would need the network)
-        with logs.quieted("mlflow.pyfunc"):
-            predict = mlflow.pyfunc.spark_udf(
-                spark, model.uri, result_type=T.ArrayType(T.DoubleType()), env_manager="local"
-            )
-        propensity = F.col("_proba")[1]
         kept = [c for c in PASSED_THROUGH if c in df.columns]
-        out = df.withColumn("_proba", predict(F.col(stages.TEXT))).select(
-            F.col(stages.ID).cast("string").alias(stages.ID),
-            propensity.alias(stages.PROPENSITY),
-            (propensity >= F.lit(model.threshold)).alias(stages.PREDICTION),  # metrics.apply_threshold's rule
-            F.lit(model.threshold).cast("double").alias("threshold"),
-            F.lit(model.version).alias("model_version"),
-            *kept,
-        )
+        used = "lean" if scorer == "lean" and model.scorer is not None else "pipeline"
+        if used != scorer:
+            log.info("version %s has no lean scorer: scoring with the pipeline (spark_udf)", model.version)
+        out = (_score_lean if used == "lean" else _score_pipeline)(spark, df, model, kept)
 
         def write(uri: str) -> tuple[int, int]:
             out.write.mode("error").parquet(uri)
@@ -439,7 +522,7 @@ def score_table(
         run,
         {
             "inputs": {"table": {"path": table, "sha256": table_sha256(store, table)}},
-            "model": {**model.serving, "name": name, "uri": model.uri},
+            "model": {**model.serving, "name": name, "uri": model.uri, "scorer": used},
             "outputs": {"predictions": {"path": output, "rows": count, "files": files}},
             "spark": {**_spark_info(spark), "partitions": tasks},
         },
@@ -452,6 +535,8 @@ def score_table(
         "run": run,
         "model_version": model.version,
         "threshold": model.threshold,
+        "scorer": used,
+        "partitions": tasks,
         "seconds": round(time.perf_counter() - start, 2),
         "master": spark.sparkContext.master,
     }
@@ -507,18 +592,66 @@ def check_sample(
     }
 
 
+# -- the hyper-parameter search ---------------------------------------------------------------------------------------
+
+
+def tune_on_spark(
+    spark,
+    splits: Mapping[str, Any],
+    space: Mapping[str, Mapping[str, list]] | None = None,
+    seed: int = 0,
+    min_precision: float = stages.MIN_PRECISION,
+) -> dict[str, Any]:
+    """:func:`aml.spam.selection.tune_benchmarks` with its candidates spread over Spark: one task per (model,
+    combination) of ``space`` (default :data:`aml.spam.selection.SEARCH_SPACE`), each running
+    :func:`aml.spam.stages.tune_row` on the train/validation splits (broadcast once per executor), the rows
+    collected back in grid order into :func:`aml.spam.stages.tune_table`. Same seeds, same code: the tables equal the
+    in-process search's except ``fit_seconds`` (wall time of each fit, measured where it ran). A task runs in one
+    executor core; scikit-learn's own threads stay as the model asks (``n_jobs``). Returns ``{model: table}``."""
+    import itertools
+
+    from aml.spam import models, selection
+
+    space = selection.SEARCH_SPACE if space is None else space
+    candidates = [
+        (name, dict(zip(grid, combo, strict=True)))
+        for name, grid in space.items()
+        for combo in itertools.product(*grid.values())
+    ]
+    if not candidates:
+        return {}
+    data = spark.sparkContext.broadcast((splits["train"], splits["validation"]))
+
+    def run(candidate):
+        name, params = candidate
+        df_train, df_val = data.value
+        make = functools.partial(models.make_model, name, seed)
+        return name, stages.tune_row(make, params, df_train, df_val, min_precision)
+
+    rows = spark.sparkContext.parallelize(candidates, len(candidates)).map(run).collect()  # in candidate order
+    data.unpersist()
+    return {
+        name: stages.tune_table([row for model, row in rows if model == name], grid) for name, grid in space.items()
+    }
+
+
 # -- command line ----------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m aml.project.spark {generate,score} … [--master URL]`` over the data store ``AML_DATA_STORE`` and
-    the registry ``MLFLOW_TRACKING_URI`` (as the project's service reads them): prints each result as one line."""
+    the registry ``MLFLOW_TRACKING_URI`` (as the project's service reads them), on ``--master`` (default
+    ``AML_SPARK_MASTER``, else ``local[2]``): prints each result as one line."""
     import json
 
     import mlflow
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--master", default=DEFAULT_MASTER, help="Spark master URL (default %(default)s)")
+    parser.add_argument(
+        "--master",
+        default=os.environ.get(MASTER_ENV) or DEFAULT_MASTER,
+        help=f"Spark master URL (default {MASTER_ENV}, else {DEFAULT_MASTER})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="write a message table into bulk/")
     generate.add_argument("--rows", type=int, default=DEFAULT_ROWS)

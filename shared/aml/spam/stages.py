@@ -494,19 +494,35 @@ def tune(
     ``grid`` (``{parameter: [values]}``, the current default first in each list). One row per combination, in grid
     order: the parameters, train and validation AUCPR, validation recall at the validation-chosen threshold, fit time,
     and ``chosen`` (see :func:`best_params`)."""
-    rows = []
-    for combo in itertools.product(*grid.values()):
-        params = dict(zip(grid, combo, strict=True))
-        trained = train(make_model(**params), df_train, df_val, min_precision)
-        rows.append(
-            {
-                **params,
-                "train_aucpr": trained.metrics["train"]["aucpr"],
-                "validation_aucpr": trained.metrics["validation"]["aucpr"],
-                "validation_recall": trained.metrics["validation"]["recall"],
-                "fit_seconds": trained.fit_seconds,
-            }
-        )
+    rows = [
+        tune_row(make_model, dict(zip(grid, combo, strict=True)), df_train, df_val, min_precision)
+        for combo in itertools.product(*grid.values())
+    ]
+    return tune_table(rows, grid)
+
+
+def tune_row(
+    make_model: Callable[..., Any],
+    params: Mapping[str, Any],
+    df_train: pd.DataFrame,
+    df_val: pd.DataFrame,
+    min_precision: float = MIN_PRECISION,
+) -> dict:
+    """One candidate of :func:`tune`: :func:`train` ``make_model(**params)`` and its row (the parameters, train and
+    validation AUCPR, validation recall, fit time). Separate so that the candidates can run elsewhere (one Spark
+    task each: :func:`aml.project.spark.tune_on_spark`) and come back to :func:`tune_table`."""
+    trained = train(make_model(**params), df_train, df_val, min_precision)
+    return {
+        **params,
+        "train_aucpr": trained.metrics["train"]["aucpr"],
+        "validation_aucpr": trained.metrics["validation"]["aucpr"],
+        "validation_recall": trained.metrics["validation"]["recall"],
+        "fit_seconds": trained.fit_seconds,
+    }
+
+
+def tune_table(rows: list[dict], grid: Mapping[str, list]) -> pd.DataFrame:
+    """:func:`tune`'s table from its rows (in grid order): ``chosen`` marked, the grid kept for :func:`best_params`."""
     table = pd.DataFrame(rows)
     table["chosen"] = False
     table.loc[_first_within_tie(table), "chosen"] = True

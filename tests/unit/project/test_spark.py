@@ -5,14 +5,17 @@ scratch SQLite registry). One Spark session serves the module (it takes about 10
 starts the Python workers and loads the model (about 10 s more).
 
 Checked: the generated table (size, unique ids, texts from the corpus, the same table for the same seed), the
-predictions (schema, every row equal to in-process ``predict_proba`` of the same registered version, prediction =
-propensity ≥ the version's threshold, lineage, ``latest``), :func:`aml.project.spark.check_sample`, a remote
+predictions of the lean scorer (schema, every row equal to in-process ``predict_proba`` of the same registered
+version within the compile check's 1e-9, prediction = propensity ≥ the version's threshold, lineage, ``latest``),
+the pipeline path (``scorer="pipeline"``, and the fallback for a version without a lean scorer) giving the same
+table, :func:`aml.project.spark.check_sample`, a remote
 (``memory://``) data store, and the refusals: a missing table, a file instead of a table, a table without texts,
 empty texts, bad arguments, a second session on another master.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -26,7 +29,7 @@ from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore, StoreNotFoundError
 from aml.project import spark as aml_spark
 from aml.project import system
-from aml.spam import MODEL_NAME, sms
+from aml.spam import MODEL_NAME, selection, sms, stages
 
 ROWS = 2000
 RAW_LINES = 1000
@@ -92,6 +95,7 @@ def test_spark_predictions_equal_in_process_scoring_of_the_registered_version(ct
     version, threshold = ctx["trained"]["model_version"], ctx["trained"]["threshold"]
     assert scored["output"] == f"bulk_predictions/{scored['run']}/predictions.parquet"
     assert scored["count"] == ROWS and scored["model_version"] == version and scored["threshold"] == threshold
+    assert scored["scorer"] == "lean"  # the served scorer, broadcast: not the pipeline through spark_udf
     out = read_parquet(store, scored["output"])
     assert list(out.columns) == [*aml_spark.OUTPUT_COLUMNS, "label", "y"]
     schema = ctx["spark"].read.parquet(store.local_path(scored["output"]).as_uri()).schema
@@ -119,6 +123,7 @@ def test_spark_predictions_equal_in_process_scoring_of_the_registered_version(ct
         "sha256": aml_spark.table_sha256(store, ctx["generated"]["output"]),
     }
     assert lineage["model"]["version"] == version and lineage["model"]["uri"] == f"models:/{MODEL_NAME}/{version}"
+    assert lineage["model"]["scorer"] == "lean"
     assert lineage["outputs"]["predictions"]["rows"] == ROWS and lineage["spark"]["master"] == "local[2]"
     assert not [p.name for p in store.local_path("bulk_predictions").iterdir() if p.name.startswith(".")]
 
@@ -129,6 +134,26 @@ def test_check_sample_compares_a_random_sample_with_in_process_scoring(ctx, scor
     assert 200 <= checked["rows"] <= 300 and checked["model_version"] == ctx["trained"]["model_version"]
     with pytest.raises(system.StageError, match="not a Spark predictions table"):
         aml_spark.check_sample(ctx["spark"], ctx["store"], ctx["generated"]["output"])
+
+
+def test_the_pipeline_path_and_the_fallback_give_the_same_predictions(ctx, scored, monkeypatch):
+    store, table = ctx["store"], ctx["generated"]["output"]
+    lean = read_parquet(store, scored["output"]).sort_values("id", ignore_index=True)
+    piped = aml_spark.score_table(ctx["spark"], store, table, scorer="pipeline")
+    assert piped["scorer"] == "pipeline" and store.read_lineage("bulk_predictions", piped["run"])["model"][
+        "scorer"
+    ] == ("pipeline")
+    full = read_parquet(store, piped["output"]).sort_values("id", ignore_index=True)
+    assert list(full.columns) == list(lean.columns) and (full["id"] == lean["id"]).all()
+    assert float(np.abs(full["propensity"] - lean["propensity"]).max()) <= aml_spark.TOLERANCE
+    assert (full["prediction"] == lean["prediction"]).all()
+    # a version the lean compiler refuses (choose_model gives no scorer): scored by the pipeline, not refused
+    chosen = aml_spark.choose_model()
+    monkeypatch.setattr(aml_spark, "choose_model", lambda name: dataclasses.replace(chosen, scorer=None))
+    fallback = aml_spark.score_table(ctx["spark"], store, table, partitions=2)
+    assert fallback["scorer"] == "pipeline" and fallback["count"] == ROWS
+    with pytest.raises(system.StageError, match="scorer must be one of"):
+        aml_spark.score_table(ctx["spark"], store, table, scorer="onnx")
 
 
 def test_a_remote_store_is_read_and_written_through_local_copies(ctx, tmp_path):
@@ -184,3 +209,15 @@ def test_one_session_per_process(ctx):
     assert aml_spark.session() is ctx["spark"]  # the running session, on the same master
     with pytest.raises(ValueError, match="already running"):
         aml_spark.session("local[1]")
+
+
+def test_the_hyper_parameter_search_on_spark_equals_the_in_process_search(ctx):
+    _, splits = system.load_split(ctx["store"])
+    space = {"tfidf_logreg": {"C": [30.0, 10.0]}, "tfidf_naive_bayes": {"alpha": [0.05, 0.01]}}
+    on_spark = aml_spark.tune_on_spark(ctx["spark"], splits, space, seed=0)
+    in_process = selection.tune_benchmarks(splits, space, seed=0)
+    assert list(on_spark) == list(in_process)
+    for name, table in in_process.items():  # fit_seconds: the wall time of each fit, wherever it ran
+        pd.testing.assert_frame_equal(on_spark[name].drop(columns="fit_seconds"), table.drop(columns="fit_seconds"))
+        assert on_spark[name].attrs["grid"] == table.attrs["grid"]
+        assert stages.best_params(on_spark[name]) == stages.best_params(table)
