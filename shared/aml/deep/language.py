@@ -552,6 +552,7 @@ def reward_finetune(
     epochs: int = 1,
     lr: float = 5e-4,
     temperature: float = 1.0,
+    max_new: int = 120,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Steer ``model`` (in place) towards high reward: each round samples ``samples`` texts, keeps the top ``keep``
@@ -559,7 +560,7 @@ def reward_finetune(
     RLHF's policy-gradient step. Returns one row per round: mean reward of the samples and of the kept ones."""
     rows = []
     for r in range(rounds):
-        texts = generate(model, vocab, [""] * samples, temperature=temperature, seed=seed + r)
+        texts = generate(model, vocab, [""] * samples, temperature=temperature, max_new=max_new, seed=seed + r)
         rewards = reward(texts)
         kept = np.argsort(-rewards)[: max(1, int(keep * samples))]
         stream = vocab.stream([texts[i] for i in kept])

@@ -178,7 +178,7 @@ def test_best_of_n_and_reward_finetune(vocab):
     def reward(texts):  # prefer texts with an "o"
         return np.array([float("o" in t) for t in texts])
 
-    history = L.reward_finetune(model, vocab, reward, rounds=2, samples=16, keep=0.5, seed=0)
+    history = L.reward_finetune(model, vocab, reward, rounds=2, samples=16, keep=0.5, max_new=12, seed=0)
     assert list(history.columns) == ["round", "mean_reward_sampled", "mean_reward_kept"]
     assert (history["mean_reward_kept"] >= history["mean_reward_sampled"]).all()
 
