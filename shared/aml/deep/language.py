@@ -235,6 +235,15 @@ class TransformerLM(nn.Module):
         return [block.attention.weights for block in self.blocks]
 
 
+def attention_distance(weights: torch.Tensor) -> np.ndarray:
+    """How far back each head looks: the attention-weighted mean of ``query - key`` positions, averaged over the
+    queries, one number per head (``weights``: ``(heads, query, key)`` of a causal layer). 1 means "the previous
+    token" on average, like a bigram; larger means further back."""
+    t = weights.shape[-1]
+    distance = (torch.arange(t)[:, None] - torch.arange(t)[None, :]).clamp(min=0).float()
+    return (weights * distance).sum(-1).mean(-1).numpy()
+
+
 # -- next-token prediction ---------------------------------------------------------------------------------------
 
 

@@ -193,3 +193,13 @@ def test_spam_reward_prefers_ham():
     reward = L.spam_reward(train)
     r = reward(["FREE prize call now", "see you later at home"])
     assert r.shape == (2,) and r[1] > 0.5 > r[0]
+
+
+def test_attention_distance_known_values():
+    previous = torch.zeros(1, 4, 4)
+    previous[0, 0, 0] = 1.0
+    for q in range(1, 4):
+        previous[0, q, q - 1] = 1.0  # every query reads the token before it (the first reads itself)
+    assert L.attention_distance(previous) == pytest.approx([0.75])
+    itself = torch.eye(4)[None]
+    assert L.attention_distance(itself) == pytest.approx([0.0])
