@@ -244,6 +244,18 @@ def attention_distance(weights: torch.Tensor) -> np.ndarray:
     return (weights * distance).sum(-1).mean(-1).numpy()
 
 
+def bidirectional_copy(model: TransformerLM) -> TransformerLM:
+    """A copy of ``model`` with the causal mask removed from every layer (same weights, every position now sees every
+    other): a trained GPT-style model as the starting point of a BERT-style encoder."""
+    import copy
+
+    encoder = copy.deepcopy(model)
+    encoder.causal = False
+    for block in encoder.blocks:
+        block.attention.causal = False
+    return encoder
+
+
 # -- next-token prediction ---------------------------------------------------------------------------------------
 
 

@@ -203,3 +203,15 @@ def test_attention_distance_known_values():
     assert L.attention_distance(previous) == pytest.approx([0.75])
     itself = torch.eye(4)[None]
     assert L.attention_distance(itself) == pytest.approx([0.0])
+
+
+def test_bidirectional_copy_keeps_weights_and_drops_the_mask(vocab):
+    torch.manual_seed(0)
+    gpt = L.TransformerLM(len(vocab), dim=32, layers=1, heads=2, context=16).eval()
+    bert = L.bidirectional_copy(gpt).eval()
+    assert gpt.causal and not bert.causal and not any(b.attention.causal for b in bert.blocks)
+    assert all(b.attention.causal for b in gpt.blocks)
+    ids = torch.randint(len(L.SPECIALS), len(vocab), (1, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(gpt(ids)[0, -1], bert(ids)[0, -1])  # one layer: the last position sees the same in both
+        assert not torch.allclose(gpt(ids)[0, 0], bert(ids)[0, 0])
