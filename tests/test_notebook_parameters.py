@@ -123,6 +123,19 @@ def check_project_system(run: Run) -> None:
     assert models and set(models) == {"tfidf_logreg"}, models  # /train fitted the model the parameter names
 
 
+def lecture_check(name: str, seeds_key: str = "seed", seeds=7) -> Callable[[Run], None]:
+    """A lecture's check: it ran on the smoke budget by the parameter alone and recorded the injected seed(s)."""
+
+    def check(run: Run) -> None:
+        result = run.metrics["lectures"][name]
+        assert result["budget"] == "smoke" and result[seeds_key] == seeds, {
+            k: result.get(k) for k in ("budget", seeds_key)
+        }
+
+    check.__name__ = f"check_lectures_{name}"
+    return check
+
+
 #: one row per notebook: its main parameter at a non-default value (and the budget as a parameter where it has one)
 ROWS = [
     Row("project/system.ipynb", {"MODEL": "tfidf_logreg"}, check_project_system),
@@ -132,6 +145,15 @@ ROWS = [
     Row("assignment1/train.ipynb", {"SEED": 7, "BUDGET": "smoke"}, check_assignment1_train),
     Row("assignment2/prepare.ipynb", {"SEED_V2": 11}, check_assignment2_prepare),
     Row("assignment2/train.ipynb", {"SEED": 7}, check_assignment2_train),
+    *(
+        Row(f"lectures/{name}.ipynb", {"SEED": 7, "BUDGET": "smoke"}, lecture_check(name))
+        for name in ("neural_network_basics", "architectures", "stable_diffusion_building_blocks", "language_models")
+    ),
+    Row(
+        "lectures/transfer_learning_principles.ipynb",
+        {"SEEDS": [7], "BUDGET": "smoke"},
+        lecture_check("transfer_learning_principles", "seeds", [7]),
+    ),
 ]
 
 
