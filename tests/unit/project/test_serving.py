@@ -71,3 +71,20 @@ def test_the_smoke_check_refuses_wrong_shapes_and_models_without_predict_proba()
 def test_serving_model_refuses_a_bad_threshold(naive_bayes, threshold):
     with pytest.raises((TypeError, ValueError), match="threshold"):
         serving.serving_model(naive_bayes, threshold)
+
+
+# -- the experiment router -------------------------------------------------------------------------------------------
+
+
+def test_the_router_sends_an_id_to_one_arm_whichever_way_it_is_asked():
+    from aml.mlops import experiments
+
+    router = serving.Router(challenger="2", mode="ab", share=0.5)
+    ids = [f"m{i}" for i in range(200)]
+    arms = router.arms(ids)
+    assert [router.arm(i) for i in ids] == arms.tolist()  # one message (online) = the same as in a batch
+    assert (router.to_challenger(ids) == experiments.assign(ids, 0.5)).all()
+    assert 60 < (arms == "challenger").sum() < 140
+    shadow = serving.Router(challenger="2", mode="shadow")
+    assert not shadow.to_challenger(ids).any() and shadow.arm("m1") == "champion"  # a shadow never answers
+    assert not serving.Router().active() and serving.Router(challenger="2").active()

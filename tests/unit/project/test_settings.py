@@ -3,6 +3,8 @@ fields refused, overrides field by field, the environment variables read once wi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aml.project import settings
@@ -93,3 +95,45 @@ def test_score_config_takes_a_version_number_as_the_challenger():
     assert settings.make_config("score", {}, {"challenger": 3}).challenger == "3"  # YAML/JSON numbers
     config = settings.make_config("score", {"challenger": "2", "mode": "ab", "share": 0.25}, {})
     assert (config.challenger, config.mode, config.share, config.monitoring) == ("2", "ab", 0.25, True)
+
+
+# -- the environment -------------------------------------------------------------------------------------------------
+
+
+def test_exports_have_their_own_variable_and_read_the_older_one(tmp_path):
+    default = tmp_path / "models"
+    assert settings.exports_folder(default, {}) == default
+    assert settings.exports_folder(default, {"AML_MODEL_EXPORTS": "/e"}) == Path("/e")
+    assert settings.exports_folder(default, {"AML_MODEL_EXPORTS": "None"}) is None
+    assert settings.exports_folder(default, {"AML_MODEL_STORE": "none"}) is None  # deployments of before
+    assert settings.exports_folder(default, {"AML_MODEL_STORE": "/m"}) == Path("/m")
+    new_wins = {"AML_MODEL_EXPORTS": "/e", "AML_MODEL_STORE": "none"}
+    assert settings.exports_folder(default, new_wins) == Path("/e")
+
+
+def test_project_settings_are_read_once_from_the_environment_and_the_files(tmp_path):
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    for stage in settings.CONFIGS:
+        (project / "config" / f"{stage}.yaml").write_text("")
+    (project / "config" / "prepare.yaml").write_text("seed: 7\n")
+    env = {"AML_DATA_STORE": str(tmp_path / "data"), "AML_MODEL_EXPORTS": "none"}
+    read = settings.ProjectSettings.from_environment(project, env)
+    env["AML_DATA_STORE"] = "changed later"  # read once: a later change is not seen
+    assert read.data_store == str(tmp_path / "data") and read.store().root == (tmp_path / "data").resolve()
+    assert read.tracking_uri == f"sqlite:///{project / 'store' / 'mlflow' / 'mlflow.db'}"
+    assert read.exports is None and read.stages["train"]["exports"] is None
+    assert read.stages["train"]["dockerfile"] is None  # no Dockerfile in this project
+    assert read.config("prepare").seed == 7 and read.config("prepare", {"seed": 3}).seed == 3
+    assert read.registered_model == settings.MODEL_NAME
+
+
+def test_a_configuration_file_that_is_not_a_mapping_stops_the_start(tmp_path):
+    for stage in settings.CONFIGS:
+        (tmp_path / f"{stage}.yaml").write_text("")
+    (tmp_path / "train.yaml").write_text("- a list\n")
+    with pytest.raises(settings.StageError, match=r"train.yaml must hold a mapping"):
+        settings.stage_files(tmp_path)
+    (tmp_path / "train.yaml").write_text("model: no_such_model\n")
+    with pytest.raises(settings.StageError, match="unknown model"):
+        settings.ProjectSettings.from_environment(tmp_path, {}, config_dir=tmp_path)
