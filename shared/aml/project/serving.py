@@ -301,6 +301,7 @@ class Router:
 
     @classmethod
     def from_config(cls, config: ScoreConfig) -> Router:
+        """The router of a score configuration's experiment fields."""
         return cls(config.challenger, config.mode, config.share)
 
     def active(self, champion: ServingModel | None = None) -> bool:
@@ -309,6 +310,7 @@ class Router:
 
     @property
     def shadow(self) -> bool:
+        """Whether the experiment is a shadow test (the challenger never answers)."""
         return self.mode == "shadow"
 
     def to_challenger(self, ids: Iterable[Any]) -> np.ndarray:
