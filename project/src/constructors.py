@@ -66,12 +66,10 @@ def model_store() -> str:
 
 
 def defaults() -> dict[str, dict]:
-    """The stages' configuration files, with the train stage's file locations filled in."""
-    configs = helpers.all_defaults()
-    train = configs["train"]
-    train["exports"] = train.get("exports") or (str(model_exports()) if exports_enabled() else None)
-    train["dockerfile"] = train.get("dockerfile") or (str(DOCKERFILE) if DOCKERFILE.is_file() else None)
-    return configs
+    """The stages' configuration files, with the train stage's file locations filled in
+    (:meth:`aml.project.settings.ProjectSettings.from_environment`)."""
+    read = settings.ProjectSettings.from_environment(helpers.PROJECT, config_dir=helpers.CONFIG_DIR)
+    return {stage: dict(values) for stage, values in read.stages.items()}
 
 
 def stage_config(stage: str, overrides: dict | None = None):

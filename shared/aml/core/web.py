@@ -4,8 +4,9 @@ servers (gunicorn and Werkzeug's development server) and the front end's ``main`
 
 Why here and public: the two Flask apps must answer malformed requests the same way (JSON 4xx, never a 500) and run
 under the same servers; one implementation keeps them from drifting, and neither service reaches into the other's
-private names. Flask and gunicorn are imported by the functions that need them only at call time for gunicorn;
-importing this module imports Flask (the serving image carries it), never pandas or MLflow.
+private names. Importing this module imports Flask (the serving image carries it), never pandas or MLflow; gunicorn
+is imported only when it serves. Flask's own error pages are HTML; every service built on :func:`harden` answers
+with JSON instead.
 
 Errors are ``{"error", "message", "status"}``: 400 malformed or incomplete requests (deeply nested JSON included),
 404, 405 (with ``Allow``), 408 a body that stalls, 413 a body over the limit (chunked or not), 414/431 a URL or

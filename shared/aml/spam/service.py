@@ -252,7 +252,7 @@ def create_app(
     }
 
     def page(text: str = "", result: dict | None = None, error: str | None = None) -> str:
-        links = [("health", "/health"), ("API", "/")]
+        links = [("health", "/health")]
         return pages.render(
             "score_page.html", title="SMS spam filter", intro=PAGE_INTRO, action="/", text=text, result=result,
             error=error, links=links,
