@@ -297,7 +297,7 @@ def run_development(app: Flask, settings: ServerSettings) -> None:
     app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False, request_handler=Handler)
 
 
-def run_main(start: Callable[[], Callable[[], None]], errors: tuple[type[Exception], ...] = ()) -> int:
+def run_main(start: Callable[[], Callable[[], None]], errors: tuple = ()) -> int:
     """A service's ``main``: set up logging (:func:`aml.core.logs.setup_logging`), then ``start()`` — which reads
     the settings and builds the app, returning the function that serves it. A bad setting (:class:`ConfigError` or
     one of ``errors``) is one line on stderr and exit code 2, never a traceback."""

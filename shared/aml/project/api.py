@@ -191,7 +191,7 @@ def create_app(
     max_bytes: int = web.DEFAULT_MAX_BYTES,
     refresh_s: float = REFRESH_S,
     shadow_flush_every: int = 500,
-    table: Iterable[endpoints.Endpoint] = endpoints.ENDPOINTS,
+    table: Iterable[endpoints.Endpoint] | None = None,
 ) -> Flask:
     """The project's Flask app over ``store`` (a :class:`~aml.mlops.datastore.DataStore` or URL; default
     ``AML_DATA_STORE``) and the MLflow registry MLflow is configured for. ``defaults``: each stage's configuration
@@ -214,7 +214,7 @@ def create_app(
     metrics, counters = _metrics(holder)
     shadow_log = experiments.ShadowLog(store, "shadow", flush_every=shadow_flush_every)
     atexit.register(shadow_log.flush)  # a worker's last batch of shadow scores, on a graceful stop
-    table = tuple(table)
+    table = tuple(endpoints.ENDPOINTS if table is None else table)
     auth = _auth(token)
     context = Service(
         store=store,

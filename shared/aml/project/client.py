@@ -116,10 +116,10 @@ def endpoint_method(endpoint: Endpoint, name: str = "call_endpoint") -> Callable
     return method
 
 
-def client_class(table: Iterable[Endpoint] = ENDPOINTS, base: type | None = None, name: str = "Client") -> type:
-    """A client class for ``table``: ``base``'s methods (default :class:`SystemClient`'s), plus a generated one
+def client_class(table: Iterable[Endpoint] | None = None, base: type | None = None, name: str = "Client") -> type:
+    """A client class for ``table`` (default the service's): ``base``'s methods (default :class:`SystemClient`'s), plus a generated one
     (:func:`endpoint_method`) for each ``client`` name of a row that ``base`` does not define."""
-    base = base or SystemClient
+    base, table = base or SystemClient, ENDPOINTS if table is None else table
     methods = {
         method: endpoint_method(row, method)
         for row in table

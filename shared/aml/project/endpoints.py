@@ -31,8 +31,8 @@ class Endpoint:
     handler: str | Callable
     summary: str
     auth: str = PUBLIC
-    client: tuple[str, ...] = ()
-    contract: tuple[tuple[str, str], ...] = ()
+    client: tuple = ()  # of str
+    contract: tuple = ()  # of (request, answer) pairs
 
     def __post_init__(self):
         if self.auth not in (PUBLIC, TOKEN, TOKEN_FOR_BATCH):
@@ -53,7 +53,7 @@ class Endpoint:
         """The Flask endpoint name: the handler's name."""
         return self.handler if isinstance(self.handler, str) else self.handler.__name__
 
-    def rows(self) -> tuple[tuple[str, str], ...]:
+    def rows(self) -> tuple:
         """The README's rows for this endpoint."""
         if self.contract:
             return self.contract
@@ -61,7 +61,10 @@ class Endpoint:
         return ((f"`{self.key}`{lock}", self.summary),)
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+#: the service's endpoints, in the order ``GET /api`` and the README list them (the table above)
+#:
+#: :meta hide-value:
+ENDPOINTS = (
     Endpoint("GET", "/", "page", "the HTML page for people: paste a message, see prediction, propensity and version"),
     Endpoint("POST", "/", "page", "the page's form posted: the page with the result"),
     Endpoint("GET", "/api", "api_description", "the endpoint list as JSON"),
@@ -206,21 +209,27 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
-def describe(endpoints: Iterable[Endpoint] = ENDPOINTS) -> dict[str, str]:
-    """``{"METHOD /path": summary}`` for ``GET /api``, a token mark added where one is needed."""
+def describe(endpoints: Iterable[Endpoint] | None = None) -> dict[str, str]:
+    """``{"METHOD /path": summary}`` of ``endpoints`` (default :data:`ENDPOINTS`) for ``GET /api``, a token mark
+    added where one is needed."""
+    endpoints = ENDPOINTS if endpoints is None else endpoints
     marks = {TOKEN: " (token)", TOKEN_FOR_BATCH: "", PUBLIC: ""}
     return {e.key: e.summary + marks[e.auth] for e in endpoints}
 
 
-def markdown_table(endpoints: Iterable[Endpoint] = ENDPOINTS) -> str:
-    """The README's contract table (``| request | answer |``), one or more rows per endpoint, in table order."""
+def markdown_table(endpoints: Iterable[Endpoint] | None = None) -> str:
+    """The README's contract table (``| request | answer |``) of ``endpoints`` (default :data:`ENDPOINTS`), one or
+    more rows per endpoint, in table order."""
+    endpoints = ENDPOINTS if endpoints is None else endpoints
     lines = ["| request | answer |", "| --- | --- |"]
     lines += [f"| {request} | {answer} |" for e in endpoints for request, answer in e.rows()]
     return "\n".join(lines) + "\n"
 
 
-def rst_table(endpoints: Iterable[Endpoint] = ENDPOINTS) -> str:
-    """The table as reStructuredText (a list table) for this module's documentation page."""
+def rst_table(endpoints: Iterable[Endpoint] | None = None) -> str:
+    """The table of ``endpoints`` (default :data:`ENDPOINTS`) as reStructuredText (a list table) for this module's
+    documentation page."""
+    endpoints = ENDPOINTS if endpoints is None else endpoints
     out = [".. list-table::", "   :header-rows: 1", "", "   * - endpoint", "     - auth", "     - what it does"]
     for e in endpoints:
         out += [f"   * - ``{e.key}``", f"     - {e.auth}", f"     - {e.summary}"]

@@ -69,7 +69,7 @@ class Service:
     router: Router
     shadow: experiments.ShadowLog
     auth: Any
-    endpoints: tuple = endpoints.ENDPOINTS
+    endpoints: tuple = ()
     counters: dict = field(default_factory=dict)
     metrics: Any = None
     model_name: str = ""

@@ -48,7 +48,8 @@ def read_frame(store: DataStore, path: str) -> pd.DataFrame:
 
 
 def read_csv(store: DataStore, path: str, **kwargs) -> pd.DataFrame:
-    """A CSV file of the store as a frame; a file pandas cannot parse is a :class:`DataValidationError`."""
+    """A CSV file of the store as a frame; a file pandas cannot parse is a
+    :class:`~aml.spam.sms.DataValidationError`."""
     try:
         return pd.read_csv(io.BytesIO(store.read_bytes(path)), **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -73,7 +74,7 @@ class StoreRun:
     ``scoring/`` under one id) in ``store``.
 
     Reads through :meth:`read_frame`/:meth:`read_csv` with ``record=`` a name, or :meth:`record_input`, add the file
-    with its SHA-256 to :attr:`inputs`; writes go to ``<kind>/<run>/<name>`` atomically; :meth:`write_lineage` writes
+    with its SHA-256 to ``inputs``; writes go to ``<kind>/<run>/<name>`` atomically; :meth:`write_lineage` writes
     each kind's ``lineage.json`` (with the code version) and :meth:`publish` moves each kind's ``latest`` — last,
     so that a failure before it leaves the previous runs in charge."""
 
@@ -134,7 +135,7 @@ class StoreRun:
         return path
 
     def write_lineage(self, record: Mapping) -> None:
-        """Each kind's ``lineage.json``: the code version and ``record``, with the recorded :attr:`inputs` unless
+        """Each kind's ``lineage.json``: the code version and ``record``, with the recorded ``inputs`` unless
         ``record`` names its own."""
         full = {"inputs": dict(self.inputs), **record} if self.inputs else dict(record)
         for kind in self.kinds:

@@ -125,7 +125,7 @@ def load_serving_model(name: str = MODEL_NAME) -> ServingModel:
 
 def load_version_model(name: str, version: str) -> ServingModel:
     """Registered version ``version`` of ``name`` ready to serve (lean-compiled, smoke-checked, at its ``threshold``
-    tag): the challenger of a shadow or A/B test. A version that does not exist is a :class:`StageError`."""
+    tag): the challenger of a shadow or A/B test. A version that does not exist is a :class:`~aml.project.settings.StageError`."""
     from mlflow.exceptions import MlflowException
 
     client = registry._client()
@@ -256,7 +256,7 @@ class ModelHolder:
 
     def version_model(self, version: str) -> ServingModel:
         """Registered ``version`` ready to serve: the serving model when it is that version, else loaded once and
-        kept (:func:`aml.project.load_version_model`; the challenger of an experiment, or the model an
+        kept (:func:`aml.project.serving.load_version_model`; the challenger of an experiment, or the model an
         evaluation's rows were scored with). Raises :class:`~aml.project.settings.StageError` for an unknown
         version."""
         model = self.get()

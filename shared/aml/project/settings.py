@@ -34,8 +34,11 @@ from aml.spam import MODEL_NAME, stages
 
 log = logging.getLogger("aml.project.settings")
 
+#: the data store's variable (a folder or a URL)
 DATA_STORE_ENV = "AML_DATA_STORE"
+#: the model store's variable (MLflow's tracking URI)
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+#: the joblib exports' variable (a folder, or :data:`NO_EXPORTS`)
 EXPORTS_ENV = "AML_MODEL_EXPORTS"
 #: the value of :data:`EXPORTS_ENV` that turns the joblib exports off (team scale: the registry is the model store)
 NO_EXPORTS = "none"

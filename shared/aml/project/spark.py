@@ -1,6 +1,6 @@
 """Batch scoring on Spark: the registered champion over a Parquet table of millions of messages.
 
-Why: the service's batch ``/score`` (:func:`aml.project.system.score_batch`) reads one CSV into one process and
+Why: the service's batch ``/score`` (:func:`aml.project.score.score_batch`) reads one CSV into one process and
 scores it there (about 14,000 messages/s on 2 cores, bounded by one machine's memory and cores). A team that scores
 the whole day's traffic needs the same model over a table too large for one process, spread over many cores or
 machines: Spark splits the table into partitions and scores each in a Python worker through
@@ -14,7 +14,7 @@ What:
   ``y``), the prepared SMS corpus resampled with a seed (a hash of each row number), with unique ids;
 - :func:`score_table`: a Parquet table → ``bulk_predictions/<run>/predictions.parquet`` (``id``, ``propensity``,
   ``prediction``, ``threshold``, ``model_version``, and ``label``/``y`` when the table has them), scored by the
-  version :func:`aml.project.system.load_serving_model` picks (the champion, with the service's fallback) at the
+  version :func:`aml.project.serving.load_serving_model` picks (the champion, with the service's fallback) at the
   version's ``threshold`` tag;
 - :func:`check_sample`: a random sample of the Spark output against in-process ``predict_proba`` of the same
   registered version (the maximum absolute difference; 0 here).
@@ -202,7 +202,7 @@ def _missing_table(store: DataStore, path: str) -> StoreNotFoundError:
 def _read_table(spark, store: DataStore, path: str) -> Iterator[Any]:
     """The Parquet table at store path ``path`` as a Spark DataFrame, valid inside the block: read in place from a
     local store, from a temporary download of its files otherwise. :class:`aml.mlops.datastore.StoreNotFoundError`
-    when there is no table there, :class:`aml.project.system.StageError` when ``path`` is a file."""
+    when there is no table there, :class:`aml.project.settings.StageError` when ``path`` is a file."""
     rel = store.check_path(path)
     local = store.local_path(rel)
     if local is not None:
@@ -351,7 +351,7 @@ class ModelChoice:
 
 
 def choose_model(name: str = MODEL_NAME) -> ModelChoice:
-    """The version the service would serve (:func:`aml.project.system.load_serving_model`: the champion, else the
+    """The version the service would serve (:func:`aml.project.serving.load_serving_model`: the champion, else the
     latest, falling back to older versions that load and pass the smoke check) and its threshold. Raises
     :class:`aml.mlops.registry.NoModelError` when nothing is registered."""
     ready = system.load_serving_model(name)
@@ -390,7 +390,7 @@ def score_table(
     than Spark has cores). MLflow must point at the registry (:func:`aml.mlops.tracking.configure`). Written
     atomically with a ``lineage.json``; ``latest`` moves last. Returns ``{"output", "count", "spam", "run",
     "model_version", "threshold", "seconds", "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError`
-    for a missing table, :class:`aml.project.system.StageError` for a table without ``id``/``text``, and
+    for a missing table, :class:`aml.project.settings.StageError` for a table without ``id``/``text``, and
     :class:`aml.spam.sms.DataValidationError` for empty texts."""
     import mlflow
     from pyspark.sql import functions as F

@@ -4,7 +4,7 @@ one name space over the modules that do the work, for notebooks, scripts and cod
 =========  =====================================================================================================
 stage      module
 =========  =====================================================================================================
-settings   :mod:`aml.project.settings`: each stage's typed configuration (:func:`make_config`) and the stores
+settings   :mod:`aml.project.settings`: each stage's typed configuration (:func:`~aml.project.settings.make_config`) and the stores
 run        :mod:`aml.project.run`: :class:`~aml.project.run.StoreRun`, one run in the data store (reads, atomic
            writes, lineage, moving ``latest``)
 prepare    :mod:`aml.project.prepare`: raw data → validated, deduplicated splits, profiled and tested

@@ -121,7 +121,7 @@ class Settings:
 
 
 def parse_settings(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """The service's settings from command-line options and the environment; :class:`ConfigError` for a bad value."""
+    """The service's settings from command-line options and the environment; :class:`~aml.core.web.ConfigError` for a bad value."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description="Serve the SMS spam filter: GET /, POST /score, GET /health.")
     add_server_options(parser, port=5000, workers="CPU cores")
@@ -147,7 +147,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def load_served_model(model_store: str | Path | None = None, model_name: str | None = None) -> tuple[Any, dict]:
-    """``(model, meta)`` of the artefact to serve, checksum verified; :class:`ConfigError` (one line, naming the file)
+    """``(model, meta)`` of the artefact to serve, checksum verified; :class:`~aml.core.web.ConfigError` (one line, naming the file)
     when it is missing or broken or when its ``meta.json`` has no valid ``threshold``."""
     path = modelstore.store_path(model_name or MODEL_NAME, model_store)
     try:
@@ -162,7 +162,7 @@ def load_served_model(model_store: str | Path | None = None, model_name: str | N
 
 
 def served_threshold(meta: Mapping, where: str = "the model's metadata") -> float:
-    """The threshold saved with the model; :class:`ConfigError` when it is missing or invalid (never a default)."""
+    """The threshold saved with the model; :class:`~aml.core.web.ConfigError` when it is missing or invalid (never a default)."""
     if "threshold" not in meta:
         raise ConfigError(
             f"{where} has no 'threshold': refusing to serve without the threshold chosen on validation "
@@ -226,7 +226,7 @@ def create_app(
 
     By default the model comes from the model store (``model_store``/``model_name``, else ``AML_MODEL_STORE`` /
     ``AML_MODEL_NAME``); ``max_bytes`` else ``AML_MAX_BODY_BYTES``. Passing ``model`` and ``meta`` (with a
-    ``threshold``) serves an in-memory model instead, for tests. Raises :class:`ConfigError` for a bad setting or
+    ``threshold``) serves an in-memory model instead, for tests. Raises :class:`~aml.core.web.ConfigError` for a bad setting or
     artefact.
     """
     name = model_name or os.environ.get("AML_MODEL_NAME") or MODEL_NAME
