@@ -6,11 +6,11 @@ part                   setting                                             defau
 =====================  ==================================================  ===========================================
 data store             ``AML_DATA_STORE`` (a folder or a URL)               ``store/data``
 model store            ``MLFLOW_TRACKING_URI`` (SQLite file or a server)    ``sqlite:///store/mlflow/mlflow.db``
-joblib exports         ``AML_MODEL_STORE`` (a folder, or ``none``)          ``store/models``
+joblib exports         ``AML_MODEL_EXPORTS`` (a folder, or ``none``)        ``store/models``
 =====================  ==================================================  ===========================================
 
 At team scale (``README.md``, "Team scale") the data store is ``s3://<bucket>/data``, the model store an MLflow
-server on PostgreSQL with its artifacts in the bucket, and ``AML_MODEL_STORE=none``: the registry is the one model
+server on PostgreSQL with its artifacts in the bucket, and ``AML_MODEL_EXPORTS=none``: the registry is the one model
 store every replica shares, and a joblib copy on the disk of whichever replica ran ``/train`` would be found by no
 other replica.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
-from aml.project import api, system
+from aml.project import api, settings, system
 
 from . import helpers
 
@@ -36,18 +36,21 @@ def data_store() -> DataStore:
     return DataStore.from_env(STORE / "data")
 
 
-#: the value of ``AML_MODEL_STORE`` that turns the joblib exports off (team scale: the registry is the model store)
-NO_EXPORTS = "none"
+#: the value of ``AML_MODEL_EXPORTS`` that turns the joblib exports off (team scale: the registry is the model store)
+NO_EXPORTS = settings.NO_EXPORTS
 
 
 def model_exports() -> Path:
-    """Where ``/train`` writes ``<model>_<version>/`` joblib exports: ``AML_MODEL_STORE``, else ``store/models``."""
-    return Path(os.environ.get("AML_MODEL_STORE") or STORE / "models")
+    """Where ``/train`` writes ``<model>_<version>/`` joblib exports: ``AML_MODEL_EXPORTS`` (formerly
+    ``AML_MODEL_STORE``, still read when it is unset; :func:`aml.project.settings.exports_folder`), else
+    ``store/models``."""
+    folder = settings.exports_folder(STORE / "models")
+    return folder if folder is not None else Path(NO_EXPORTS)
 
 
 def exports_enabled() -> bool:
-    """False when ``AML_MODEL_STORE`` is ``none``: ``/train`` then writes no joblib export."""
-    return os.environ.get("AML_MODEL_STORE", "").strip().lower() != NO_EXPORTS
+    """False when the exports are ``none``: ``/train`` then writes no joblib export."""
+    return settings.exports_folder(STORE / "models") is not None
 
 
 def tracking_uri() -> str:
@@ -63,12 +66,10 @@ def model_store() -> str:
 
 
 def defaults() -> dict[str, dict]:
-    """The stages' configuration files, with the train stage's file locations filled in."""
-    configs = helpers.all_defaults()
-    train = configs["train"]
-    train["exports"] = train.get("exports") or (str(model_exports()) if exports_enabled() else None)
-    train["dockerfile"] = train.get("dockerfile") or (str(DOCKERFILE) if DOCKERFILE.is_file() else None)
-    return configs
+    """The stages' configuration files, with the train stage's file locations filled in
+    (:meth:`aml.project.settings.ProjectSettings.from_environment`)."""
+    read = settings.ProjectSettings.from_environment(helpers.PROJECT, config_dir=helpers.CONFIG_DIR)
+    return {stage: dict(values) for stage, values in read.stages.items()}
 
 
 def stage_config(stage: str, overrides: dict | None = None):

@@ -1,6 +1,6 @@
 """Configuration for the project's stages: ``config/<stage>.yaml`` read once, overridden field by field.
 
-The validation of every field lives in the library (:func:`aml.project.system.make_config`); here only the file
+The validation of every field lives in the library (:func:`aml.project.settings.make_config`); here only the file
 locations of this project.
 """
 

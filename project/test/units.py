@@ -31,9 +31,9 @@ def test_every_config_file_is_valid():
 
 
 def test_model_store_none_turns_the_joblib_exports_off(monkeypatch, tmp_path):
-    monkeypatch.setenv("AML_MODEL_STORE", str(tmp_path / "exports"))
+    monkeypatch.setenv("AML_MODEL_EXPORTS", str(tmp_path / "exports"))
     assert constructors.exports_enabled() and constructors.defaults()["train"]["exports"] == str(tmp_path / "exports")
-    monkeypatch.setenv("AML_MODEL_STORE", "none")  # team scale: the registry on the tracking server is the model store
+    monkeypatch.setenv("AML_MODEL_EXPORTS", "none")  # team scale: the registry is the model store
     assert not constructors.exports_enabled() and constructors.defaults()["train"]["exports"] is None
 
 

@@ -90,3 +90,25 @@ def test_one_version_number():
 def test_the_package_docstring_lists_every_subpackage():
     listed = set(re.findall(r"^    aml\.(\w+)", aml.__doc__, re.M))
     assert listed == set(ALLOWED)
+
+
+def test_the_project_modules_stay_small():
+    """aml.project along the request flow: no module over 600 lines, no function over 80 (issue 21)."""
+    too_long = {}
+    for module in sorted((PACKAGE / "project").glob("*.py")):
+        tree = ast.parse(module.read_text())
+        if len(module.read_text().splitlines()) > 600:
+            too_long[module.name] = "module"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 80:
+                too_long[f"{module.name}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert not too_long, too_long
+
+
+def test_the_project_client_needs_neither_flask_nor_mlflow():
+    code = (
+        "import sys, aml.project.client, aml.project.endpoints; "
+        "print(sorted(m for m in ('flask', 'mlflow', 'pandas', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -91,14 +91,16 @@ def headless_chrome(window: tuple[int, int] = (1200, 900), page_load_s: float = 
 
 def project_environment(root: str | Path, token: str) -> dict[str, str]:
     """Fresh stores for the project's service under ``root``: ``AML_DATA_STORE`` (``root/data``),
-    ``MLFLOW_TRACKING_URI`` (a new, migrated SQLite registry in ``root/mlflow``), ``AML_MODEL_STORE``
-    (``root/models``) and ``AML_API_TOKEN``."""
+    ``MLFLOW_TRACKING_URI`` (a new, migrated SQLite registry in ``root/mlflow``), ``AML_MODEL_EXPORTS`` (the
+    project's joblib exports) and ``AML_MODEL_STORE`` (model artefacts, :mod:`aml.core.modelstore`), both
+    ``root/models``, and ``AML_API_TOKEN``."""
     from aml.mlops import tracking
 
     root = Path(root)
     return {
         "AML_DATA_STORE": str(root / "data"),
         "MLFLOW_TRACKING_URI": tracking.new_store(root / "mlflow"),
+        "AML_MODEL_EXPORTS": str(root / "models"),
         "AML_MODEL_STORE": str(root / "models"),
         "AML_API_TOKEN": token,
     }

@@ -1,6 +1,11 @@
 """A Python client of the project's service (:mod:`aml.project.api`): one method per endpoint, errors raised with the
 service's JSON message.
 
+The methods come from the service's endpoint table (:data:`aml.project.endpoints.ENDPOINTS`, each row's ``client``
+names): a row's method is written here when it does more than one call (``train`` waits for its job, ``score``
+takes a text), else generated from the row (:func:`client_class`: path parameters as arguments, keyword arguments
+as the JSON body of a ``POST``), so a new endpoint needs no code here.
+
 Why: the walkthrough notebook and the benchmarks call the service the way any client program would — over HTTP,
 with the bearer token — and a notebook cell should read ``client.train()``, not a polling loop. Built on
 ``requests`` (a session: one connection kept alive).
@@ -8,9 +13,13 @@ with the bearer token — and a notebook cell should read ``client.train()``, no
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
+
+from aml.project.endpoints import ENDPOINTS, Endpoint
 
 
 class ServiceError(RuntimeError):
@@ -40,33 +49,15 @@ class SystemClient:
     def call(self, method: str, path: str, json: dict | None = None, expect: tuple = (200,)) -> Any:
         """``method path`` with a JSON body; the decoded answer, or :class:`ServiceError`."""
         response = self.session.request(method, self.url + path, json=json, timeout=self.timeout)
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
+        body: Any = response.text
+        if response.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                body = response.json()
+            except ValueError:
+                pass
         if response.status_code not in expect:
             raise ServiceError(response.status_code, body)
         return body
-
-    def health(self) -> dict:
-        """``GET /health``: the service's status and what model serves."""
-        return self.call("GET", "/health")
-
-    def models(self) -> dict:
-        """``GET /models``: the registered versions, the champion, and which version serves and why."""
-        return self.call("GET", "/models")
-
-    def reload(self) -> dict:
-        """``POST /models/reload``: make the service load the champion now instead of at its next poll."""
-        return self.call("POST", "/models/reload", {})
-
-    def prepare(self, **overrides) -> dict:
-        """``POST /prepare`` with configuration ``overrides``: validate, deduplicate and split the raw data."""
-        return self.call("POST", "/prepare", overrides)
-
-    def job(self, job_id: str) -> dict:
-        """``GET /jobs/<job_id>``: a background job's status, progress, result or error."""
-        return self.call("GET", f"/jobs/{job_id}")
 
     def wait(self, job_id: str, timeout: float = 900.0, poll: float = 1.0, progress: Callable | None = None) -> dict:
         """Poll a job until it succeeds (its record) or fails (:class:`ServiceError` with the record)."""
@@ -102,19 +93,43 @@ class SystemClient:
         """``POST /evaluate`` the scored, labelled file at ``path``: the metrics and where they were written."""
         return self.call("POST", "/evaluate", {"input": path, **options})
 
-    def monitoring(self) -> dict:
-        """``GET /monitoring``: the latest batch drift report and evaluation monitoring, with the ``drift`` flag."""
-        return self.call("GET", "/monitoring")
-
     def monitoring_page(self, part: str = "batch") -> str:
         """``GET /monitoring/<part>.html`` (``batch`` or ``evaluation``): the report's HTML with its plots."""
-        response = self.session.get(f"{self.url}/monitoring/{part}.html", timeout=self.timeout)
-        if response.status_code != 200:
-            raise ServiceError(response.status_code, response.json())
-        return response.text
+        return self.call("GET", f"/monitoring/{part}.html")
 
-    def metrics(self) -> str:
-        """The Prometheus metrics text."""
-        response = self.session.get(self.url + "/metrics", timeout=self.timeout)
-        response.raise_for_status()
-        return response.text
+
+def endpoint_method(endpoint: Endpoint, name: str = "call_endpoint") -> Callable:
+    """A client method for ``endpoint``: its path parameters are the method's arguments, in order; keyword
+    arguments are the JSON body of a ``POST``. Returns the decoded answer (JSON, else the text)."""
+    params = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", endpoint.rule)
+
+    def method(self, *args, **body):
+        if len(args) != len(params):
+            raise TypeError(f"{endpoint.key} takes {len(params)} argument(s) {params}, got {len(args)}")
+        path = endpoint.rule
+        for value in args:
+            path = re.sub(r"<[^<>]+>", quote(str(value), safe=""), path, count=1)
+        return self.call(endpoint.method, path, body if endpoint.method != "GET" else None)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``{endpoint.key}``: {endpoint.summary}."
+    return method
+
+
+def client_class(table: Iterable[Endpoint] | None = None, base: type | None = None, name: str = "Client") -> type:
+    """A client class for ``table`` (default the service's): ``base``'s methods (default :class:`SystemClient`'s), plus a generated one
+    (:func:`endpoint_method`) for each ``client`` name of a row that ``base`` does not define."""
+    base, table = base or SystemClient, ENDPOINTS if table is None else table
+    methods = {
+        method: endpoint_method(row, method)
+        for row in table
+        for method in row.client
+        if not callable(getattr(base, method, None))
+    }
+    return type(name, (base,), methods)
+
+
+for _row in ENDPOINTS:  # the methods of SystemClient written nowhere above come from the table
+    for _name in _row.client:
+        if not hasattr(SystemClient, _name):
+            setattr(SystemClient, _name, endpoint_method(_row, _name))

@@ -19,7 +19,7 @@ batch ``/score``     ``predictions/<run>/drift.json``: :func:`batch_report` — 
 ``GET /monitoring/<batch|evaluation>.html`` (:func:`page`) renders their reports with plots from the stored JSON
 when asked for, so neither scoring nor evaluating pays for matplotlib.
 
-The reference (:class:`Reference`) is built once per served model version (:func:`aml.project.system.reference_for`)
+The reference (:class:`Reference`) is built once per served model version (:func:`aml.project.serving.reference_for`)
 from the split it was trained on: the training texts and their features for the input checks, and the model's
 propensities on the *validation* split for the propensity check and the performance intervals (its in-sample
 propensities on train are more extreme than anything it serves, see :func:`aml.mlops.drift.drift_report`).

@@ -1,13 +1,13 @@
 """Batch scoring on Spark: the registered champion over a Parquet table of millions of messages.
 
-Why: the service's batch ``/score`` (:func:`aml.project.system.score_batch`) reads one CSV into one process and
+Why: the service's batch ``/score`` (:func:`aml.project.score.score_batch`) reads one CSV into one process and
 scores it there (about 14,000 messages/s on 2 cores, bounded by one machine's memory and cores). A team that scores
 the whole day's traffic needs the same model over a table too large for one process, spread over many cores or
 machines: Spark splits the table into partitions and scores each in a Python worker, with exactly the scorer and
 threshold the service serves.
 
 **The served scorer, not the pipeline.** The service answers with :class:`aml.spam.lean.LeanScorer`, compiled from
-the registered pipeline and checked equal to it within 1e-9 (:func:`aml.project.system.serving_model`); it costs
+the registered pipeline and checked equal to it within 1e-9 (:func:`aml.project.serving.serving_model`); it costs
 about 1/70 of the full scikit-learn pipeline per message. Scoring a table with :func:`mlflow.pyfunc.spark_udf` runs
 the full pipeline in every task, so Spark on two cores was slower than one process with the lean scorer (0.28×).
 :func:`score_table` therefore compiles the scorer once on the driver (the same :func:`choose_model` the service's
@@ -18,20 +18,20 @@ as before, by ``spark_udf`` over the registered pipeline (``scorer="pipeline"`` 
 
 What:
 
-- :func:`session`: a Spark session (``local[2]`` by default, UI off, quiet logs, ``PYSPARK_PYTHON`` set to this
+- :func:`aml.project.spark_session.session`: a Spark session (``local[2]`` by default, UI off, quiet logs, ``PYSPARK_PYTHON`` set to this
   interpreter so that workers import the same packages);
 - :func:`generate_messages`: a large message table (``bulk/<run>/messages.parquet``: ``id``, ``text``, ``label``,
   ``y``), the prepared SMS corpus resampled with a seed (a hash of each row number), with unique ids;
 - :func:`score_table`: a Parquet table → ``bulk_predictions/<run>/predictions.parquet`` (``id``, ``propensity``,
   ``prediction``, ``threshold``, ``model_version``, and ``label``/``y`` when the table has them), scored by the
-  version :func:`aml.project.system.load_serving_model` picks (the champion, with the service's fallback) at the
+  version :func:`aml.project.serving.load_serving_model` picks (the champion, with the service's fallback) at the
   version's ``threshold`` tag, with its lean scorer (fallback: the pipeline through ``spark_udf``);
 - :func:`check_sample`: a random sample of the Spark output against in-process ``predict_proba`` of the same
   registered version (the maximum absolute difference: a few ulps, at most 1e-9);
 - :func:`tune_on_spark`: assignment 1's hyper-parameter search with one Spark task per candidate, the same tables
   as in process.
 
-Atomic, with lineage, as every stage of :mod:`aml.project.system`: Spark writes into a hidden staging folder (a
+Atomic, with lineage, as every stage of :mod:`aml.project` (:class:`aml.project.run.StoreRun`): Spark writes into a hidden staging folder (a
 crashed job leaves only that), which is renamed into a new run folder; ``lineage.json`` (the input table's digest,
 the model version and threshold, the Spark master) follows, and the kind's ``latest`` moves last. The two kinds are
 new folders of the data store, so ``predictions/latest`` (the take-down list's default input) never points at a
@@ -42,7 +42,7 @@ bundle, which are not installed and cannot be fetched offline here. So Spark rea
 input table is downloaded into a temporary folder first, and the output is written locally and then uploaded file by
 file through :class:`aml.mlops.datastore.DataStore` (``latest`` still moves only after the last file is in place).
 
-**On a cluster: the same code, with ``master`` changed.** ``session("spark://host:7077")`` (a standalone cluster) or
+**On a cluster: the same code, with ``master`` changed.** ``running("spark://host:7077")`` (a standalone cluster) or
 ``session("yarn")`` (Hadoop's resource manager, with ``HADOOP_CONF_DIR`` set) runs the same functions: the table's
 partitions are spread over the executors' cores (:mod:`aml.ops.sparkcluster` starts a standalone master and
 workers, separate JVMs, on this machine's loopback: the path every test and benchmark of a cluster takes). The lean
@@ -72,7 +72,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,15 +84,11 @@ from aml.core import metrics as _metrics
 from aml.mlops import registry, tracking
 from aml.mlops.datastore import RUN_ID, DataStore, StoreError, StoreNotFoundError
 from aml.project import system
+from aml.project.spark_session import APP_NAME, DEFAULT_MASTER, MASTER_ENV, running, session  # noqa: F401 (callers: spark.session)
 from aml.spam import MODEL_NAME, sms, stages
 
 log = logging.getLogger("aml.project.spark")
 
-#: the default master: two local cores (``spark://host:7077`` or ``yarn`` spread the same work over a cluster)
-DEFAULT_MASTER = "local[2]"
-#: the setting naming the master the command line submits to (``project/scale/stack.py --spark-workers`` sets it)
-MASTER_ENV = "AML_SPARK_MASTER"
-APP_NAME = "aml-spam-batch-scoring"
 #: the data store's folders: generated message tables, and their predictions
 TABLES, PREDICTIONS = "bulk", "bulk_predictions"
 MESSAGES_TABLE, PREDICTIONS_TABLE = "messages.parquet", "predictions.parquet"
@@ -107,91 +102,6 @@ ROWS_PER_FILE = 100_000
 TOLERANCE = 1e-9
 #: the scorers :func:`score_table` can apply: the served lean scorer (falling back to the pipeline), or the pipeline
 SCORERS = ("lean", "pipeline")
-_PANDAS3 = "PySpark does not yet fully support"
-_LOG4J2 = """\
-# aml.project.spark: warnings and errors only, on stderr (Spark's default logs every stage at INFO)
-rootLogger.level = warn
-rootLogger.appenderRef.stderr.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.native.name = org.apache.hadoop.util.NativeCodeLoader
-logger.native.level = error
-"""
-
-
-# -- the session -----------------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _log_config() -> Path:
-    """Spark's log4j2 configuration (``_LOG4J2``), written once per process into a temporary folder."""
-    folder = Path(tempfile.mkdtemp(prefix="aml-spark-log-"))
-    path = folder / "log4j2.properties"
-    path.write_text(_LOG4J2)
-    import atexit
-
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return path
-
-
-def session(master: str = DEFAULT_MASTER, app_name: str = APP_NAME, conf: Mapping[str, str] | None = None):
-    """A ``pyspark.sql.SparkSession`` on ``master`` (default ``local[2]``; ``spark://host:7077`` or ``yarn`` for a
-    cluster), with the web UI and the console progress bar off, Spark's logs at WARN, and ``PYSPARK_PYTHON`` set to
-    this interpreter unless the caller set it (workers would otherwise start the system ``python3``, without pandas
-    or MLflow). Local masters bind to 127.0.0.1 (``SPARK_LOCAL_IP``). ``conf``: more Spark settings. PySpark's
-    FutureWarning about pandas 3, raised on every conversion, is silenced for the process.
-
-    Raises ``ValueError`` when a session on another master is already running in this process (Spark allows one
-    per process: stop it first), ``RuntimeError`` when no Java runtime is found (``JAVA_HOME`` or ``java``)."""
-    if not isinstance(master, str) or not master.strip():
-        raise ValueError(f"master must be a Spark master URL such as 'local[2]' or 'spark://host:7077', got {master!r}")
-    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
-        raise RuntimeError(
-            "Spark needs a Java runtime (17 or newer) and none was found: install one (apt-get install "
-            "openjdk-17-jre-headless) or set JAVA_HOME"
-        )
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if master.startswith("local") or master.startswith(("spark://127.0.0.1:", "spark://localhost:")):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver on loopback, as the cluster's daemons
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # spark_udf's download bars, per call
-    warnings.filterwarnings("ignore", _PANDAS3, FutureWarning)
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master != master:
-        raise ValueError(
-            f"a Spark session on {active.sparkContext.master!r} is already running in this process; stop it "
-            f"(spark.stop()) before starting one on {master!r}"
-        )
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_log_config().as_uri()}")
-        .config("spark.executorEnv.PYTHONWARNINGS", f"ignore:{_PANDAS3}:FutureWarning")
-    )
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, str(value))
-    start = time.perf_counter()
-    spark = builder.getOrCreate()
-    log.info("Spark %s on %s started in %.1f s", spark.version, master, time.perf_counter() - start)
-    return spark
-
-
-@contextlib.contextmanager
-def running(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None = None) -> Iterator[Any]:
-    """:func:`session` for a ``with`` block, stopped when the block ends."""
-    spark = session(master, conf=conf)
-    try:
-        yield spark
-    finally:
-        spark.stop()
-
-
 # -- tables in the data store ----------------------------------------------------------------------------------------
 
 
@@ -220,7 +130,7 @@ def _missing_table(store: DataStore, path: str) -> StoreNotFoundError:
 def _read_table(spark, store: DataStore, path: str) -> Iterator[Any]:
     """The Parquet table at store path ``path`` as a Spark DataFrame, valid inside the block: read in place from a
     local store, from a temporary download of its files otherwise. :class:`aml.mlops.datastore.StoreNotFoundError`
-    when there is no table there, :class:`aml.project.system.StageError` when ``path`` is a file."""
+    when there is no table there, :class:`aml.project.settings.StageError` when ``path`` is a file."""
     rel = store.check_path(path)
     local = store.local_path(rel)
     if local is not None:
@@ -371,7 +281,7 @@ class ModelChoice:
 
 
 def choose_model(name: str = MODEL_NAME) -> ModelChoice:
-    """The version the service would serve (:func:`aml.project.system.load_serving_model`: the champion, else the
+    """The version the service would serve (:func:`aml.project.serving.load_serving_model`: the champion, else the
     latest, falling back to older versions that load and pass the smoke check) and its threshold. Raises
     :class:`aml.mlops.registry.NoModelError` when nothing is registered."""
     ready = system.load_serving_model(name)
@@ -484,7 +394,7 @@ def score_table(
     (:func:`aml.mlops.tracking.configure`). Written atomically with a ``lineage.json``; ``latest`` moves last.
     Returns ``{"output", "count", "spam", "run", "model_version", "threshold", "scorer", "partitions", "seconds",
     "master"}``. Raises :class:`aml.mlops.datastore.StoreNotFoundError` for a missing table,
-    :class:`aml.project.system.StageError` for a table without ``id``/``text`` or bad arguments, and
+    :class:`aml.project.settings.StageError` for a table without ``id``/``text`` or bad arguments, and
     :class:`aml.spam.sms.DataValidationError` for empty texts."""
     from pyspark.sql import functions as F
 

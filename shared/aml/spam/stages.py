@@ -135,6 +135,14 @@ def prepare_train_validation_test_split(
     (70/15/15 by default)."""
     clean, removed = sms.preprocess(df)
     log.debug("removed %d duplicate rows; %d distinct messages", removed, len(clean))
+    return split_preprocessed(clean, seed, fractions)
+
+
+def split_preprocessed(
+    clean: pd.DataFrame, seed: int = 42, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The stratified split on ``y`` of a frame :func:`aml.spam.sms.preprocess` already cleaned: for a caller that
+    keeps the cleaned frame too (the project's data stage writes it), so the cleaning runs once."""
     positions = stratified_indices(clean[TARGET].to_numpy(), fractions, seed)
     parts = tuple(clean.iloc[positions[name]].reset_index(drop=True) for name in SPLITS)
     return parts  # type: ignore[return-value]

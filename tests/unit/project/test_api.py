@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from werkzeug.exceptions import BadRequest
 
@@ -691,3 +692,19 @@ def test_fallback_after_the_newest_version_is_broken(served):
     assert re.search(r'aml_requests_total\{endpoint="/health",status="200"\} [1-9]', metrics)
     scored = client.post("/score", json={"text": SPAM_EXAMPLES[0]}).json
     assert scored["model_version"] == "1" and scored["prediction"] is True
+
+
+def test_online_and_batch_route_an_id_to_the_same_arm(two_versions):
+    """One router (:class:`aml.project.serving.Router`): the same challenger, online and in a batch, sends each
+    message id to the same arm."""
+    ids = [f"user-{i}" for i in range(30)]
+    store = two_versions.store
+    path = store.run_path("scoring", store.new_run("scoring"), "messages.csv")
+    store.write_text(path, pd.DataFrame({"id": ids, "text": HAM_EXAMPLES[0]}).to_csv(index=False))
+    with experiment_app(two_versions, challenger="1", mode="ab", share=0.5) as client:
+        online = {i: client.post("/score", json={"text": SPAM_EXAMPLES[0], "id": i}).json["arm"] for i in ids}
+        batch = client.post("/score", json={"input": path, "challenger": "1", "mode": "ab", "share": 0.5}, headers=AUTH)
+    assert batch.status_code == 200, batch.json
+    rows = store.read_csv(batch.json["output"], dtype=str)
+    assert dict(zip(rows["id"], rows["arm"], strict=True)) == online
+    assert set(online.values()) == {"champion", "challenger"}

@@ -129,6 +129,40 @@ def test_score_json_and_form(client):
     assert client.post("/score", data={"text": "lunch", "threshold": "0"}).get_json()["prediction"] is True
 
 
+#: what a browser sends when it navigates or posts a form
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_gets_a_page_with_a_form_and_clients_get_json(client):
+    page = client.get("/", headers=BROWSER)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert '<form method="post" action="/">' in html and '<textarea id="text" name="text"' in html
+    assert 'href="/health"' in html and 'id="result"' not in html
+    for accept in ({}, {"Accept": "*/*"}, {"Accept": "application/json"}):
+        assert client.get("/", headers=accept).is_json, accept
+
+
+@pytest.mark.parametrize("path", ["/", "/score"])
+def test_the_pages_form_shows_the_result(client, path):
+    html = client.post(path, data={"text": "win a free prize"}, headers=BROWSER).get_data(as_text=True)
+    assert '<dd id="prediction">spam</dd>' in html and 'id="propensity"' in html and 'id="threshold">0.5000' in html
+    html = client.post(path, data={"text": "lunch with mum", "threshold": "0.99"}, headers=BROWSER).get_data(
+        as_text=True
+    )
+    assert '<dd id="prediction">ham</dd>' in html and 'id="threshold">0.9900' in html
+    html = client.post(path, data={"text": "   "}, headers=BROWSER).get_data(as_text=True)
+    assert "must not be empty" in html and 'id="prediction"' not in html
+    html = client.post(path, data={"text": "<script>alert(1)</script> prize"}, headers=BROWSER).get_data(as_text=True)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; prize" in html
+
+
+def test_score_keeps_its_json_contract_for_clients(client):
+    form = client.post("/score", data={"text": "win a free prize"})  # curl -d text=...: Accept */*
+    assert form.is_json and set(form.get_json()) == {"prediction", "propensity"}
+    assert client.post("/score", json={"text": "hi"}, headers=BROWSER).is_json  # JSON in, JSON out
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -1,0 +1,160 @@
+"""The data stage (``POST /prepare``): raw data from the data store → validated, deduplicated, split
+(:func:`aml.spam.sms.preprocess` once, then :func:`aml.spam.stages.split_preprocessed`) → profiled and tested
+against the last accepted version (:mod:`aml.spam.profiling`, :mod:`aml.spam.datatests`) → ``processed/``,
+``split/`` and ``scoring/`` runs back in the store (one :class:`~aml.project.run.StoreRun`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from aml.mlops.datastore import DataStore
+from aml.project.run import StoreRun, dumps
+from aml.project.settings import PrepareConfig
+from aml.spam import sms, stages
+
+if TYPE_CHECKING:  # imported where used: pandera and matplotlib load when data is prepared, not when a service starts
+    from aml.spam.profiling import Profile
+
+log = logging.getLogger("aml.project.prepare")
+
+RAW_FILE = sms.FILENAME
+PROFILE_FILE, PROFILE_PAGE = "profile.json", "profile.html"
+#: the folders one data-stage run writes, under one run id
+KINDS = ("processed", "split", "scoring")
+Report = Callable[[float, str], None]
+
+
+def no_report(fraction: float, message: str) -> None:
+    """The default progress report of a stage: a log line."""
+    log.info("%3.0f%% %s", 100 * fraction, message)
+
+
+def ingest_raw(store: DataStore, source: str | Path | None = None) -> str:
+    """Copy the raw collection into ``raw/<run>/`` (never overwriting) and point ``raw/latest`` at it; returns the
+    store path. ``source``: a local file, default the dataset registry's copy (:func:`aml.spam.sms.load_sms`'s)."""
+    from aml.core import datasets
+
+    path = Path(source) if source else datasets.fetch("sms_spam") / RAW_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"raw data not found: {path}")
+    data = path.read_bytes()
+    sms.check_sms_frame(sms.read_sms_file(path))  # refused before anything is written: raw/latest never moves to
+    # data that every later prepare would refuse
+    run = StoreRun(store, "raw")
+    output = run.write_bytes(RAW_FILE, data, overwrite=False)
+    run.write_lineage({"source": str(path), "outputs": {RAW_FILE: output}})
+    run.publish()
+    return output["path"]
+
+
+def raw_path(store: DataStore, config: PrepareConfig) -> str:
+    """The raw data to prepare: ``config.raw``, else the latest raw run's file, ingested first when there is none."""
+    if config.raw:
+        store.check_path(config.raw)
+        if not store.exists(config.raw):
+            raise FileNotFoundError(f"{store.location(config.raw)} not found in the data store")
+        return config.raw
+    run = store.latest("raw")
+    if run is None:
+        return ingest_raw(store, config.source)
+    return store.run_path("raw", run, RAW_FILE)
+
+
+def reference_profile(store: DataStore) -> tuple[str | None, Profile | None]:
+    """``(run, profile)`` of the latest processed run, the last accepted version of the data; ``(None, None)`` when
+    there is none or it has no profile (a run written before profiles existed: the data tests check the schema
+    only, and say so)."""
+    from aml.spam.profiling import Profile
+
+    run = store.latest("processed")
+    if run is None:
+        return None, None
+    path = store.run_path("processed", run, PROFILE_FILE)
+    if not store.exists(path):
+        log.warning("the latest processed run %s has no %s: data tests check the schema only", run, PROFILE_FILE)
+        return None, None
+    try:
+        return run, Profile.from_dict(store.read_json(path))
+    except ValueError as exc:  # also a JSON decode error
+        raise sms.DataValidationError(f"{store.location(path)} is not a readable profile: {exc}") from None
+
+
+def _test_data(run: StoreRun, clean: pd.DataFrame, config: PrepareConfig):
+    """Profile the processed data and run the data tests against the last accepted profile; returns ``(tests,
+    {file name: bytes})``. A failure writes the refused data's profile for inspection and raises
+    :class:`~aml.spam.sms.DataValidationError`, before any split is written."""
+    from aml.spam import datatests, profiling
+
+    data_profile = profiling.profile(clean, name=run.path(kind="processed"))
+    _, reference = reference_profile(run.store) if config.data_tests else (None, None)
+    tests = datatests.check_data(clean, reference, data_profile=data_profile)
+    files = {PROFILE_FILE: dumps(data_profile.to_dict()), PROFILE_PAGE: data_profile.to_html().encode("utf-8")}
+    if not tests.passed:
+        for name, data in files.items():
+            run.write_bytes(name, data, kind="processed")
+        raise sms.DataValidationError(f"{tests}\nthe refused data's profile: {run.path(PROFILE_PAGE, 'processed')}")
+    return tests, files
+
+
+def prepare(store: DataStore, config: PrepareConfig | None = None, report: Report = no_report) -> dict:
+    """The data stage: raw → validated, deduplicated, split → ``processed/<run>/messages.csv``,
+    ``split/<run>/{train,validation,test}.csv`` and ``scoring/<run>/messages.csv`` (the test split's ids and texts:
+    a batch to score), with the processed data's profile (``processed/<run>/profile.json`` and ``profile.html``,
+    :func:`aml.spam.profiling.profile`).
+
+    The data tests (:func:`aml.spam.datatests.check_data`) run on the processed data against the latest processed
+    run's profile (the last accepted version; none: schema only, and ``config.data_tests=False``: schema only): a
+    failure raises :class:`~aml.spam.sms.DataValidationError` listing every failed check, with the refused data's
+    profile written for inspection, and no ``latest`` pointer moves.
+
+    Returns ``{"run", "outputs", "rows", "duplicates_removed", "profile": {"json", "html"}, "data_tests": {"passed",
+    "checks", "reference", "failures"}}``.
+    """
+    config = config or PrepareConfig()
+    source = raw_path(store, config)
+    report(0.1, f"reading {source}")
+    run = StoreRun(store, *KINDS)
+    clean, removed = sms.preprocess(run.read_frame(source, record="raw"))
+    parts = stages.split_preprocessed(clean, seed=config.seed, fractions=config.fractions)
+    report(0.3, "profiling and testing the processed data")
+    tests, profile_files = _test_data(run, clean, config)
+    report(0.5, "writing the splits")
+    outputs = {"processed": run.write_frame("messages.csv", clean, "processed")}
+    for name, part in zip(stages.SPLITS, parts, strict=True):
+        outputs[name] = run.write_frame(f"{name}.csv", part, "split")
+    test = parts[2]
+    batch = pd.DataFrame({stages.ID: [f"test-{i}" for i in range(len(test))], stages.TEXT: test[stages.TEXT]})
+    outputs["scoring"] = run.write_frame("messages.csv", batch, "scoring")
+    profile = {name: run.path(name, "processed") for name in profile_files}
+    run.write_lineage(
+        {
+            "config": dataclasses.asdict(config),
+            "outputs": outputs,
+            "duplicates_removed": int(removed),
+            "profile": {
+                name: {"path": profile[name], "sha256": hashlib.sha256(data).hexdigest()}
+                for name, data in profile_files.items()
+            },
+            "data_tests": tests.to_dict(),
+        }
+    )
+    for name, data in profile_files.items():  # after the lineage, which records their hashes
+        run.write_bytes(name, data, kind="processed")
+    run.publish()  # only now: a failure above leaves the previous latest in place
+    report(1.0, f"prepared run {run.id}")
+    return {
+        "run": run.id,
+        "outputs": {name: out["path"] for name, out in outputs.items()},
+        "rows": {name: out["rows"] for name, out in outputs.items()},
+        "duplicates_removed": int(removed),
+        "profile": {"json": profile[PROFILE_FILE], "html": profile[PROFILE_PAGE]},
+        "data_tests": tests.to_dict(),
+    }

@@ -1,0 +1,146 @@
+"""The model stage (``POST /train``): the latest splits → :func:`aml.spam.stages.train` in RAM, tracked in MLflow →
+registered in the model store (MLflow registry) → model validation (:func:`aml.spam.stages.validate`: overfit gap,
+minimum AUCPR, the current champion, the behavioural bank; logged to MLflow) → ``champion`` moves only on a pass →
+``training/<run>/report.json`` (one :class:`~aml.project.run.StoreRun`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from aml.core import modelstore
+from aml.mlops import registry, tracking
+from aml.mlops.datastore import DataStore
+from aml.project.prepare import Report, no_report
+from aml.project.run import StoreRun, load_split
+from aml.project.settings import TrainConfig
+from aml.spam import stages
+
+log = logging.getLogger("aml.project.train")
+
+#: predicted-spam and predicted-ham validation messages the training report shows for eyeballing
+VALIDATION_SAMPLES = 5
+
+
+def champion_model(name: str):
+    """``(model, version)`` of the current champion, ``(None, None)`` when there is none, ``(None, version)`` when
+    it cannot be loaded (the gate then compares with nothing and says so in the log)."""
+    version = registry.champion_version(name)
+    if version is None:
+        return None, None
+    try:
+        return registry.load_version(name, version), version
+    except Exception as exc:
+        log.warning("the champion (version %s) cannot be loaded for comparison: %s", version, exc)
+        return None, version
+
+
+def _tracked_fit(config: TrainConfig, champion, champion_version, data: dict, report: Report):
+    """The function :func:`aml.mlops.tracking.tracked` runs inside the MLflow run: fit, validate against the
+    champion, log the gate, tags and the Dockerfile. ``data``: ``version``, ``file`` and ``split_run``."""
+
+    def fit_and_validate(model, df_train, df_val) -> stages.Trained:
+        import mlflow
+
+        trained = stages.train(
+            model, df_train, df_val, min_precision=config.min_precision, name=config.model, params=config.params
+        )
+        report(0.6, "validating the model")
+        trained.gate = stages.validate(
+            trained.model,
+            df_train,
+            df_val,
+            max_gap=config.max_gap,
+            min_aucpr=config.min_aucpr,
+            champion=champion,
+            threshold=trained.threshold,
+            samples=VALIDATION_SAMPLES,
+            seed=config.seed,
+        )
+        mlflow.log_dict(trained.gate, "validation/report.json")  # the whole report: checks, bank, samples
+        mlflow.set_tags(
+            {
+                "data_version": data["version"],
+                "data_file": data["file"],
+                "split_run": data["split_run"],
+                "gate_passed": str(trained.gate["passed"]),
+                "gate_failed": ",".join(k for k, v in trained.gate["checks"].items() if not v["passed"]) or "none",
+                "champion_before": str(champion_version),
+            }
+        )
+        mlflow.log_metrics({f"gate_{k}": float(v["value"]) for k, v in trained.gate["checks"].items()})
+        mlflow.log_param("threshold", trained.threshold)
+        if config.dockerfile:
+            mlflow.log_artifact(config.dockerfile)  # the course's reproducibility row: the image recipe
+        return trained
+
+    return fit_and_validate
+
+
+def train(store: DataStore, config: TrainConfig | None = None, report: Report = no_report) -> dict:
+    """The model stage: the latest splits → :func:`aml.spam.stages.train` tracked in MLflow (params, metrics, data
+    and code versions, the Dockerfile) and registered → model validation (:func:`aml.spam.stages.validate` against
+    the current champion, with the behavioural bank and sample predictions; its report logged to MLflow as
+    ``validation/``) → promoted when it passes, exported as a model-store artefact (joblib) →
+    ``training/<run>/report.json``.
+
+    MLflow must be configured by the caller (:func:`aml.mlops.tracking.configure`). Returns ``{"run",
+    "model_version", "promoted", "champion", "gate", "metrics", "threshold", "mlflow_run_id", "export"}``."""
+    from aml.spam.models import make_model
+
+    config = config or TrainConfig()
+    split_run, frames = load_split(store, config.split)
+    train_path = store.run_path("split", split_run, "train.csv")
+    data = {"version": store.sha256(train_path), "file": store.location(train_path), "split_run": split_run}
+    champion, champion_version = champion_model(config.registered_model)
+    report(0.1, f"training {config.model} on split {split_run}")
+    model = make_model(config.model, seed=config.seed, **config.params)
+    # cloudpickle, not skops: the service is the only writer of its registry, and skops takes about a minute to save
+    # a TF-IDF pipeline (see aml.mlops.tracking.tracked)
+    fit = _tracked_fit(config, champion, champion_version, data, report)
+    trained = tracking.tracked(config.registered_model, serialization_format="cloudpickle")(fit)(
+        model, frames["train"], frames["validation"]
+    )
+    version = str(trained.version)
+    registry.set_tags(
+        config.registered_model,
+        version,
+        {
+            "threshold": repr(trained.threshold),
+            "data_version": data["version"],
+            "split_run": split_run,
+            "gate_passed": trained.gate["passed"],
+        },
+    )
+    report(0.9, f"registered version {version}")
+    promoted = bool(trained.gate["passed"])
+    if promoted:
+        registry.promote(config.registered_model, version)
+    export = None
+    if config.exports:
+        meta = {"threshold": trained.threshold, "version": version, "data_version": data["version"]}
+        target = Path(config.exports) / f"{config.registered_model}_{version}"
+        export = str(modelstore.save_model(trained.model, target, {**meta, "model": config.model}))
+    run = StoreRun(store, "training")
+    for name in stages.SPLITS:
+        run.record_input(name, store.run_path("split", split_run, f"{name}.csv"))
+    result = {
+        "run": run.id,
+        "model_version": version,
+        "promoted": promoted,
+        "champion": version if promoted else champion_version,
+        "gate": trained.gate,
+        "metrics": trained.metrics,
+        "threshold": trained.threshold,
+        "mlflow_run_id": trained.run_id,
+        "export": export,
+        "split_run": split_run,
+        "fit_seconds": round(trained.fit_seconds, 2),
+    }
+    run.write_json("report.json", result)
+    run.write_lineage({"config": dataclasses.asdict(config), "model_version": version, "mlflow_run_id": trained.run_id})
+    run.publish()
+    report(1.0, f"version {version} {'promoted to champion' if promoted else 'registered, not promoted'}")
+    return result

@@ -1,0 +1,63 @@
+"""The service's handlers (:mod:`aml.project.handlers`) called on their own, inside a request of an app over empty
+stores: each is a named function with its errors as HTTP exceptions (the routing is ``test_endpoints.py``'s, the
+whole service over HTTP ``test_api.py``'s)."""
+
+from __future__ import annotations
+
+import pytest
+from werkzeug.exceptions import BadRequest, NotFound
+
+from aml.mlops import tracking
+from aml.mlops.datastore import DataStore, StoreError, StorePathError
+from aml.project import api, handlers
+from aml.project.settings import StageError
+from aml.spam.sms import DataValidationError
+
+
+@pytest.fixture
+def app(tmp_path):
+    with tracking.using(tracking.new_store(tmp_path / "mlflow"), experiment="test-handlers"):
+        yield api.create_app(DataStore(tmp_path / "data"), token="t" * 32, lock_dir=tmp_path / "locks", refresh_s=0)
+
+
+def test_handlers_answer_inside_a_request(app):
+    with app.test_request_context("/health"):
+        assert handlers.health().get_json()["status"] == "no_model"
+    with app.test_request_context("/api"):
+        assert "POST /prepare" in handlers.api_description().get_json()["endpoints"]
+    with app.test_request_context("/score", method="POST", json={"text": "hello"}):
+        with pytest.raises(handlers.ServiceUnavailable, match="call POST /prepare"):
+            handlers.score()
+    with app.test_request_context("/score", method="POST", json={"id": "m1"}):
+        with pytest.raises(BadRequest, match='"text" is missing'):
+            handlers.score()
+    with app.test_request_context("/jobs/nope"):
+        with pytest.raises(NotFound):
+            handlers.job_status("nope")
+
+
+def test_requests_cannot_set_server_side_fields(app):
+    with app.test_request_context("/prepare", method="POST", json={"source": "/etc/passwd"}):
+        with pytest.raises(BadRequest, match="only be set in the service's configuration files"):
+            handlers.prepare()
+    with app.test_request_context("/train", method="POST", json={"exports": "/tmp"}):
+        with pytest.raises(BadRequest, match="exports"):
+            handlers.train()
+
+
+@pytest.mark.parametrize(
+    ("error", "answer"),
+    [
+        (StorePathError("bad path"), BadRequest),
+        (FileNotFoundError("no such file"), NotFound),
+        (DataValidationError("bad line"), handlers.Unprocessable),
+        (StageError("bad config"), BadRequest),
+        (StoreError("store refused"), handlers.Unprocessable),
+    ],
+)
+def test_stage_errors_become_http_answers(error, answer):
+    def stage():
+        raise error
+
+    with pytest.raises(answer):
+        handlers.stage_errors(stage)

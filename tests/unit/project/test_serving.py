@@ -1,0 +1,90 @@
+"""The serving model of :mod:`aml.project.serving`: the lean scorer where it compiles, the smoke check, the
+threshold, and the one experiment router online and batch scoring share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aml.project import serving
+from aml.spam import lean
+
+# -- the serving model -----------------------------------------------------------------------------------------------
+
+
+def test_serving_model_compiles_a_linear_svm_to_the_lean_scorer(toy, linear_svm):
+    ready = serving.serving_model(linear_svm, 0.5)
+    assert ready.lean and isinstance(ready.scorer, lean.LeanScorer) and ready.threshold == 0.5
+    texts = toy["validation"].text.tolist() + list(serving.PROBES)
+    np.testing.assert_allclose(ready.propensities(texts), linear_svm.predict_proba(texts)[:, 1], atol=1e-9)
+    prediction, propensity = ready.score_one("WIN a cash prize call 090600001 now")
+    assert bool(prediction) is True
+    assert propensity == pytest.approx(linear_svm.predict_proba(["WIN a cash prize call 090600001 now"])[0, 1])
+    assert ready.version == "unregistered"
+    assert ready.describe() == {"version": "unregistered", "threshold": 0.5, "scorer": "lean"}
+
+
+def test_serving_model_serves_naive_bayes_as_the_full_model(toy, naive_bayes):
+    ready = serving.serving_model(naive_bayes, 0.3)
+    assert not ready.lean and ready.scorer is naive_bayes
+    assert ready.describe()["scorer"] == "Pipeline"
+    prediction, propensity = ready.score_one("see you at home tonight")
+    assert not prediction and 0 <= propensity < 0.3
+    np.testing.assert_allclose(ready.propensities(["a", "b"]), naive_bayes.predict_proba(["a", "b"])[:, 1])
+
+
+class Fake:
+    """A "model" whose ``predict_proba`` returns what the test asks for (the smoke check must catch it)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def predict_proba(self, texts):
+        return self.answer(list(texts))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda texts: np.tile([-0.5, 1.5], (len(texts), 1)),  # propensity above 1
+        lambda texts: np.tile([1.2, -0.2], (len(texts), 1)),  # propensity below 0
+        lambda texts: np.tile([np.nan, np.nan], (len(texts), 1)),  # not a number
+        lambda texts: np.array([[0.5, 0.5]]),  # one row whatever the number of texts
+    ],
+    ids=["above-1", "below-0", "nan", "one-row"],
+)
+def test_the_smoke_check_refuses_a_model_that_cannot_score(answer):
+    with pytest.raises(ValueError, match="smoke check failed"):
+        serving.serving_model(Fake(answer), 0.5)
+
+
+def test_the_smoke_check_refuses_wrong_shapes_and_models_without_predict_proba():
+    with pytest.raises((ValueError, IndexError)):
+        serving.serving_model(Fake(lambda texts: np.full((len(texts), 1), 0.5)), 0.5)  # one column
+    with pytest.raises((ValueError, IndexError)):
+        serving.serving_model(Fake(lambda texts: np.full(len(texts), 0.5)), 0.5)  # one dimension
+    with pytest.raises(AttributeError):
+        serving.serving_model(object(), 0.5)
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), "0.5", None, True])
+def test_serving_model_refuses_a_bad_threshold(naive_bayes, threshold):
+    with pytest.raises((TypeError, ValueError), match="threshold"):
+        serving.serving_model(naive_bayes, threshold)
+
+
+# -- the experiment router -------------------------------------------------------------------------------------------
+
+
+def test_the_router_sends_an_id_to_one_arm_whichever_way_it_is_asked():
+    from aml.mlops import experiments
+
+    router = serving.Router(challenger="2", mode="ab", share=0.5)
+    ids = [f"m{i}" for i in range(200)]
+    arms = router.arms(ids)
+    assert [router.arm(i) for i in ids] == arms.tolist()  # one message (online) = the same as in a batch
+    assert (router.to_challenger(ids) == experiments.assign(ids, 0.5)).all()
+    assert 60 < (arms == "challenger").sum() < 140
+    shadow = serving.Router(challenger="2", mode="shadow")
+    assert not shadow.to_challenger(ids).any() and shadow.arm("m1") == "champion"  # a shadow never answers
+    assert not serving.Router().active() and serving.Router(challenger="2").active()
