@@ -130,6 +130,7 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(latent))
 
     def forward(self, input_image: torch.Tensor) -> tuple[torch.Tensor, LatentEncoding]:
+        """The course's flow: input_image -> latent_encoding -> sampling -> latent_decoding -> output_image; returns the output image and the latent encoding (for the latent loss)."""
         latent_encoding = self.encode(input_image)
         output_image = self.decode(self.sampling(latent_encoding))
         return output_image, latent_encoding
@@ -143,10 +144,12 @@ class History:
     seconds: float = 0.0
 
     def add(self, **values: float) -> None:
+        """Append one epoch's value of each named loss."""
         for name, value in values.items():
             self.losses.setdefault(name, []).append(float(value))
 
     def last(self) -> dict[str, float]:
+        """The latest value of each loss (the end of training)."""
         return {name: values[-1] for name, values in self.losses.items()}
 
 
@@ -244,12 +247,14 @@ class CaptionEncoder(nn.Module):
         self.null = nn.Parameter(torch.zeros(dim))
 
     def tokenize(self, caption: str) -> list[int]:
+        """The caption's word ids (every word must be in the vocabulary: a caption the model never saw is an error, not noise)."""
         unknown = [w for w in caption.split() if w not in self.vocabulary]
         if unknown:
             raise KeyError(f"words not in the caption vocabulary: {unknown}; known: {sorted(self.vocabulary)}")
         return [self.vocabulary[w] for w in caption.split()]
 
     def forward(self, captions: Sequence[str]) -> torch.Tensor:
+        """One embedding per caption: the mean of its word embeddings; the empty caption gives the learned null embedding that classifier-free guidance needs."""
         ids = [self.tokenize(c) for c in captions]
         width = max(1, max(len(i) for i in ids))
         padded = torch.tensor([i + [0] * (width - len(i)) for i in ids])
@@ -279,6 +284,7 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(channels_in, channels, 1) if channels_in != channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Two convolutions with the step-and-caption embedding added between them, plus the skip path."""
         h = self.conv1(F.silu(self.norm1(x))) + self.emb(emb)[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
         return h + self.skip(x)
@@ -295,6 +301,7 @@ class SelfAttention2d(nn.Module):
         self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention over the feature map's positions (each pixel of the bottleneck attends to all), added back to the input."""
         b, c, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (b, h*w, c)
         out, weights = self.attention(tokens, tokens, tokens, need_weights=True)
@@ -324,6 +331,7 @@ class TinyUNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(8, width), nn.SiLU(), nn.Conv2d(width, latent_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, captions: Sequence[str]) -> torch.Tensor:
+        """The predicted noise in the latent ``x`` at steps ``t``, conditioned on ``captions`` (same shape as ``x``)."""
         if len(captions) != len(x):
             raise ValueError(f"{len(captions)} captions for a batch of {len(x)}")
         emb = self.time(timestep_embedding(t, self.emb_dim)) + self.captions(captions)

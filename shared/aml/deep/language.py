@@ -65,6 +65,7 @@ class CharVocabulary:
         return len(self.itos)
 
     def encode(self, text: str, bos: bool = False, eos: bool = False) -> list[int]:
+        """The character ids of ``text`` (unknown characters map to the unknown id), with begin/end markers when asked."""
         ids = [self.stoi.get(ch, self.unk) for ch in text]
         return ([self.bos] if bos else []) + ids + ([self.eos] if eos else [])
 
@@ -103,6 +104,7 @@ class BigramLM:
         self.counts = np.zeros((vocab_size, vocab_size))
 
     def fit(self, stream: np.ndarray) -> BigramLM:
+        """Count every adjacent pair of the token stream (the add-k smoothing is applied when the probabilities are read)."""
         np.add.at(self.counts, (stream[:-1], stream[1:]), 1)
         return self
 
@@ -148,6 +150,7 @@ class SelfAttention(nn.Module):
         self.weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Multi-head scaled dot-product attention (causal when the model is), keeping the weights for the attention maps."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
@@ -172,6 +175,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """A pre-norm Transformer block: attention, then the MLP, each with a residual connection."""
         x = x + self.attention(self.ln1(x), padding_mask)
         return x + self.mlp(self.ln2(x))
 
@@ -513,6 +517,7 @@ def forward_nsp(model: TransformerLM, batch, device) -> tuple[torch.Tensor, torc
 
 @torch.no_grad()
 def nsp_accuracy(model: TransformerLM, pairs: TensorDataset) -> float:
+    """Accuracy of the next-sentence head on labelled pairs (is the second half the first half's true continuation?)."""
     _, accuracy = training.evaluate_loader(model, DataLoader(pairs, 256), "cpu", forward_nsp)
     return accuracy
 

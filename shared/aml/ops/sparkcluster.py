@@ -132,9 +132,11 @@ class Daemon:
 
     @property
     def pid(self) -> int | None:
+        """The daemon's process id (``None`` before it started): what stops it."""
         return self.proc.pid if self.proc else None
 
     def start(self) -> Daemon:
+        """Start the daemon in its own session (a Ctrl-C of the caller does not reach it), its output into its log file."""
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command, env=dict(self.env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -142,9 +144,11 @@ class Daemon:
         return self
 
     def alive(self) -> bool:
+        """Whether the process is still running."""
         return self.proc is not None and self.proc.poll() is None
 
     def log(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of its log (for error messages when it fails to start)."""
         text = self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
         return "\n".join(text.splitlines()[-lines:])
 
@@ -174,6 +178,7 @@ class Cluster:
 
     @property
     def total_cores(self) -> int:
+        """The cores the workers offer together (what the driver may use)."""
         return self.cores * len(self.workers)
 
     def status(self) -> dict:
