@@ -63,3 +63,16 @@ def test_container_engine_or_skip(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="none here"):
         testenv.container_engine()
+
+
+def test_serve_in_thread_serves_the_app_on_loopback_and_stops_it():
+    import requests
+    from flask import Flask
+
+    app = Flask("t")
+    app.get("/ping")(lambda: "pong")
+    with testenv.serve_in_thread(app) as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert requests.get(f"{url}/ping", timeout=5).text == "pong"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/ping", timeout=2)

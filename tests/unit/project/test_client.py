@@ -3,11 +3,9 @@ server in a thread, over empty stores): answers decoded, errors raised with thei
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from werkzeug.serving import make_server
 
+from aml.devtools import testenv
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
 from aml.project import api
@@ -20,14 +18,8 @@ TOKEN = "client-token-" + "z" * 16
 def url(tmp_path):
     with tracking.using(tracking.new_store(tmp_path / "mlflow"), experiment="test-client"):
         app = api.create_app(DataStore(tmp_path / "data"), token=TOKEN, lock_dir=tmp_path / "locks", refresh_s=0)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
+        with testenv.serve_in_thread(app) as url:
+            yield url
 
 
 def test_answers_are_decoded(url):

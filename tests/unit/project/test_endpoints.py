@@ -4,13 +4,11 @@ its table, and a dummy endpoint added to a test app shows up in all of them."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from flask import jsonify
-from werkzeug.serving import make_server
 
 from aml.core import config
+from aml.devtools import testenv
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
 from aml.project import api, client, endpoints, handlers
@@ -38,14 +36,8 @@ def dummy_url(tmp_path):
             refresh_s=0,
             table=[*ENDPOINTS, DUMMY],
         )
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}"
-        finally:
-            server.shutdown()
-            thread.join(timeout=10)
+        with testenv.serve_in_thread(app) as url:
+            yield url
 
 
 def test_a_new_endpoint_is_one_handler_and_one_row(dummy_url):
