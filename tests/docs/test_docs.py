@@ -395,7 +395,7 @@ def test_an_api_page_renders_with_its_docstrings(served, browser):
 
     open_page(browser, served + "/api/project.html")
     assert browser.find_element(By.TAG_NAME, "h1").text == "aml.project — the ML system"
-    entry = browser.find_element(By.ID, "aml.project.system.prepare")
+    entry = browser.find_element(By.ID, "aml.project.prepare.prepare")
     assert entry.is_displayed()
     description = entry.find_element(By.XPATH, "./following-sibling::dd").text
     assert "The data stage" in description

@@ -112,3 +112,29 @@ def test_the_project_client_needs_neither_flask_nor_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_data_file_of_the_package_is_declared_package_data():
+    """A template or data file the library reads must travel in the wheel (the service image installs the wheel, not
+    the source tree): each non-Python file under ``shared/aml`` matches a ``[tool.setuptools.package-data]`` glob."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    declared = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [
+        p
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    assert files, "the package has data files (templates, the out-of-domain set)"
+    undeclared = []
+    for path in files:
+        rel = path.relative_to(PACKAGE.parent)
+        ok = any(
+            rel.parts[: len(pkg.split("."))] == tuple(pkg.split("."))
+            and any(fnmatch.fnmatch("/".join(rel.parts[len(pkg.split(".")) :]), glob) for glob in globs)
+            for pkg, globs in declared.items()
+        )
+        if not ok:
+            undeclared.append(str(rel))
+    assert not undeclared, f"not in the wheel: {undeclared}"

@@ -292,7 +292,7 @@ class ResBlock(nn.Module):
 
 class SelfAttention2d(nn.Module):
     """Multi-head self-attention over the positions of a feature map (every position attends to every other);
-    the last attention weights are kept in :attr:`weights` for plotting."""
+    the last attention weights are kept in ``weights`` for plotting."""
 
     def __init__(self, channels: int, heads: int = 4):
         super().__init__()

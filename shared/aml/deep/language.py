@@ -137,7 +137,7 @@ def perplexity(nll: float) -> float:
 class SelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention, ``softmax(QKᵀ / sqrt(d)) V``, with an optional causal mask
     (position ``t`` attends to positions ``<= t`` only) and padding mask. The last weights are kept in
-    :attr:`weights` (``batch, heads, query, key``)."""
+    ``weights`` (``batch, heads, query, key``)."""
 
     def __init__(self, dim: int, heads: int, causal: bool, dropout: float = 0.0):
         super().__init__()
@@ -183,7 +183,7 @@ class Block(nn.Module):
 class TransformerLM(nn.Module):
     """Token, position and segment (sentence A/B) embeddings, ``layers`` blocks, a final LayerNorm and an output
     layer tied to the token embedding. ``causal=True``: GPT (next-token prediction); ``causal=False``: BERT (masked
-    prediction, plus :attr:`nsp_head` on the ``<cls>`` position for next-sentence prediction)."""
+    prediction, plus ``nsp_head`` on the ``<cls>`` position for next-sentence prediction)."""
 
     def __init__(
         self,
@@ -367,7 +367,7 @@ def masked_examples(
 ) -> TensorDataset:
     """BERT's masked-language-model examples: ``<cls> text <pad>...`` with ``rate`` of the characters chosen; of
     those 80% become ``<mask>``, 10% a random character, 10% stay; the targets are the original characters at the
-    chosen positions and :data:`IGNORE` elsewhere. Seeded: the same texts give the same masks."""
+    chosen positions and ``IGNORE`` (-100) elsewhere. Seeded: the same texts give the same masks."""
     generator = torch.Generator().manual_seed(seed)
     ids = _encode_padded(vocab, texts, context)
     eligible = ids >= len(SPECIALS)

@@ -25,7 +25,7 @@ would each hold a lock of their own: they need a lock all of them see.
 
 **Across hosts: PostgreSQL.** With :data:`LOCK_URL_ENV` (``AML_JOBS_LOCK_URL``) set to a database URL
 (``postgresql://user:password@host:5432/db``; the team stack's database), or ``lock_url`` given, the kind's lock
-is a PostgreSQL *session-level advisory lock* instead of a file (:class:`_PgKindLock`): ``pg_try_advisory_lock``
+is a PostgreSQL *session-level advisory lock* instead of a file (``_PgKindLock``): ``pg_try_advisory_lock``
 on a 64-bit key derived from the store's URL and the kind (two stores never block each other), taken on a
 connection of its own that the job holds until its final record is written. The database releases the lock when
 that session ends, however it ends: the holder's process killed with ``kill -9`` closes its socket and its backend

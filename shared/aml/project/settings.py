@@ -144,7 +144,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Batch ``/score``: call the downstream action (:func:`takedown`) after scoring; store the batch's drift report
+    """Batch ``/score``: call the downstream action (:func:`aml.project.takedown.takedown`) after scoring; store the batch's drift report
     (``monitoring``, :mod:`aml.project.monitoring`); and an experiment with a ``challenger`` (a registered version):
     ``mode="shadow"`` scores every message with it too, stored beside the champion's scores and never returned;
     ``mode="ab"`` serves the ``share`` of messages whose id hashes into the challenger's arm
