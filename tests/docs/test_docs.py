@@ -30,7 +30,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -291,14 +290,8 @@ def served(site):
     """The site over HTTP on a loopback port, as a reader gets it (from ``file://`` pages the browser would not let
     the tests look inside the embedded diagrams)."""
     handler = functools.partial(QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with testenv.serving_thread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

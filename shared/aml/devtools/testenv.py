@@ -5,8 +5,9 @@
 - :func:`container_engine`: the container engine, or skip/fail.
 - :func:`headless_chrome`: Debian's headless Chromium driven by Selenium, with the binary and the driver given
   explicitly so Selenium Manager never tries to download anything (no internet here).
-- :func:`serve_in_thread`: a WSGI app on a free loopback port in a thread of the test process (werkzeug's server),
-  for tests that call a real app over HTTP without starting a process.
+- :func:`serve_in_thread` and :func:`serving_thread`: a WSGI app (werkzeug's server), or any bound ``socketserver``
+  server, on a loopback port in a thread of the test process, for tests that call it over HTTP without starting a
+  process.
 - :func:`project_environment`: fresh, isolated stores for the project's service (data store, MLflow registry,
   exports, API token) as the environment variables a deployment sets.
 
@@ -109,18 +110,26 @@ def project_environment(root: str | Path, token: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app) -> Iterator[str]:
-    """``app`` served by werkzeug's threaded server on a free ``127.0.0.1`` port, in a daemon thread, for the block:
-    yields its base URL (``http://127.0.0.1:<port>``); the server is shut down and the thread joined at the end."""
+def serving_thread(server) -> Iterator[str]:
+    """A bound ``socketserver`` server (``http.server``'s, werkzeug's) run by a daemon thread for the block: yields
+    its base URL (``http://127.0.0.1:<port>``); the server is shut down, closed and the thread joined at the end."""
     import threading
 
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """``app`` (WSGI) served by werkzeug's threaded server on a free ``127.0.0.1`` port in a thread, for the block
+    (:func:`serving_thread`): yields its base URL."""
+    from werkzeug.serving import make_server
+
+    with serving_thread(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+        yield url

@@ -76,3 +76,17 @@ def test_serve_in_thread_serves_the_app_on_loopback_and_stops_it():
         assert requests.get(f"{url}/ping", timeout=5).text == "pong"
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/ping", timeout=2)
+
+
+def test_serving_thread_serves_a_plain_http_server_and_closes_it(tmp_path):
+    import functools
+    import http.server
+
+    import requests
+
+    (tmp_path / "page.txt").write_text("hello")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    with testenv.serving_thread(server) as url:
+        assert requests.get(f"{url}/page.txt", timeout=5).text == "hello"
+    assert server.socket.fileno() == -1  # closed, not only stopped
