@@ -25,7 +25,8 @@ from pathlib import Path
 from aml.ops import sparkcluster, teamstack
 
 PROJECT = Path(__file__).resolve().parents[1]
-SERVICE = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
+# --no-proxy: the balancer in front of the replicas already reads requests whole (aml.ops.nginx)
+SERVICE = [sys.executable, "src/app.py", "--server", "gunicorn", "--no-proxy", "--port", "{port}", "--workers", "2"]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

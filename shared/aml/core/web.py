@@ -44,7 +44,11 @@ MAX_HEADER_FIELDS = 50
 #: server thread for longer)
 READ_TIMEOUT_S = 10.0
 SERVERS = ("flask", "gunicorn")
+#: how a yes/no environment variable (``AML_NO_PROXY``) may be spelled
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 EXIT_BAD_SETTINGS = 2
+#: gunicorn's exit code when its front proxy (nginx) died and it stopped
+EXIT_PROXY_DIED = 3
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: the value of a request field that was not sent (``None`` may be sent: JSON ``null``)
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
@@ -69,6 +73,9 @@ class ServerSettings:
     server: str = "flask"
     workers: int = 2
     threads: int = 8
+    #: gunicorn behind nginx (``True``, :func:`run_gunicorn`), refused with ``--no-proxy`` (``False``: a warning),
+    #: or a service without the option (``None``: plain gunicorn, the Assignment 3 service)
+    proxy: bool | None = None
 
 
 def integer(name: str, value: str | int, low: int, high: int | None = None) -> int:
@@ -84,14 +91,23 @@ def integer(name: str, value: str | int, low: int, high: int | None = None) -> i
     return number
 
 
-def add_server_options(parser: argparse.ArgumentParser, port: int, workers: str = "2") -> None:
+def add_server_options(parser: argparse.ArgumentParser, port: int, workers: str = "2", proxy: bool = False) -> None:
     """The server options every service takes: ``--host``, ``--port``, ``--server``, ``--workers``, ``--threads``
-    (each also an environment variable, read by :func:`server_settings`)."""
+    (each also an environment variable, read by :func:`server_settings`); with ``proxy``, ``--no-proxy``
+    (``AML_NO_PROXY=1``): gunicorn is served behind nginx unless it is given."""
     parser.add_argument("--host", help="interface to listen on (HOST, default 127.0.0.1)")
     parser.add_argument("--port", help=f"TCP port (PORT, default {port})")
     parser.add_argument("--server", help="flask (development, default) or gunicorn (production) (AML_SERVER)")
     parser.add_argument("--workers", help=f"gunicorn worker processes (AML_WORKERS, default {workers})")
     parser.add_argument("--threads", help="gunicorn threads per worker (AML_THREADS, default 8)")
+    if proxy:
+        parser.add_argument(
+            "--no-proxy",
+            action="store_true",
+            default=None,
+            help="gunicorn without nginx in front (AML_NO_PROXY=1): slow clients can then hold every thread; for a "
+            "machine without nginx or a service behind another buffering proxy (the team stack's balancer)",
+        )
 
 
 def picker(args: argparse.Namespace, env: Mapping[str, str]) -> Callable[[str, str, Any], tuple[str, Any]]:
@@ -113,12 +129,30 @@ def server_settings(args: argparse.Namespace, env: Mapping[str, str], port: int,
     source, server = pick("--server", "AML_SERVER", "flask")
     if server not in SERVERS:
         raise ConfigError(f"{source} must be one of {', '.join(SERVERS)}, got {server!r}")
+    proxy = None
+    if hasattr(args, "no_proxy"):  # the service takes --no-proxy (add_server_options(proxy=True))
+        source, refused = pick("--no-proxy", "AML_NO_PROXY", False)
+        if isinstance(refused, str):
+            if refused.strip().lower() not in ("", *TRUE, *FALSE):
+                raise ConfigError(f"{source} must be 1 or 0 (true or false), got {refused!r}")
+            refused = refused.strip().lower() in TRUE
+        proxy = not refused
+        if server == "gunicorn" and proxy:
+            from aml.ops import nginx
+
+            if nginx.binary() is None:
+                raise ConfigError(
+                    "--server gunicorn serves behind nginx (slow clients cannot hold gunicorn's threads), and nginx "
+                    "was not found: install nginx (apt-get install nginx; AML_NGINX=<path> if it is elsewhere) or "
+                    "pass --no-proxy (AML_NO_PROXY=1)"
+                )
     return ServerSettings(
         host=str(pick("--host", "HOST", "127.0.0.1")[1]),
         port=integer(*pick("--port", "PORT", port), 1, 65535),
         server=str(server),
         workers=integer(*pick("--workers", "AML_WORKERS", workers), 1, 64),
         threads=integer(*pick("--threads", "AML_THREADS", 8), 1, 256),
+        proxy=proxy,
     )
 
 
@@ -272,8 +306,53 @@ def with_read_timeout(app, seconds: float = READ_TIMEOUT_S):
 
 def run_gunicorn(app: Flask, settings: ServerSettings, **options) -> None:
     """Serve ``app`` (already built) with gunicorn, through its Python application API; ``options`` add to or
-    override :func:`gunicorn_options` (e.g. a ``post_worker_init`` hook)."""
+    override :func:`gunicorn_options` (e.g. a ``post_worker_init`` hook).
+
+    With ``settings.proxy``, nginx (:class:`aml.ops.nginx.FrontProxy`) listens on the settings' address and
+    gunicorn on a Unix socket behind it: nginx reads every request whole (up to the app's body limit) before a
+    gunicorn thread sees it, so slow clients cannot hold the threads, and answers malformed HTTP with JSON. nginx
+    starts once gunicorn listens (``when_ready``, before any worker) and stops when gunicorn's master exits;
+    gunicorn stops when nginx dies. A port nginx cannot take is a :class:`ConfigError` (one line and exit code 2
+    through :func:`run_main`)."""
     from gunicorn.app.base import BaseApplication
+
+    front = None
+    if settings.proxy:
+        import os
+        import signal
+
+        from aml.ops.nginx import FrontProxy, NginxError
+
+        limit = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BYTES
+        front = FrontProxy(
+            settings.host, settings.port, max_body_bytes=int(limit), client_timeout_s=int(READ_TIMEOUT_S)
+        )
+        master, user_ready = os.getpid(), options.pop("when_ready", None)
+
+        def when_ready(arbiter):  # gunicorn listens on the socket: put nginx in front (before any worker starts)
+            try:
+                front.start(on_exit=lambda: os.kill(master, signal.SIGTERM))
+            except NginxError as exc:
+                raise ConfigError(
+                    f"the front proxy (nginx) did not start on {settings.host}:{settings.port}: {exc}"
+                ) from None
+            if user_ready is not None:
+                user_ready(arbiter)
+
+        options = {
+            "bind": f"unix:{front.prepare()}",
+            "when_ready": when_ready,
+            "on_exit": lambda a: front.stop(),
+            **options,
+        }
+    elif settings.proxy is False:
+        log.warning(
+            "gunicorn serves %s:%d without a buffering proxy in front (--no-proxy): %d slow clients can hold every "
+            "thread unless another proxy (the team stack's balancer) buffers requests",
+            settings.host,
+            settings.port,
+            settings.workers * settings.threads,
+        )
 
     class Application(BaseApplication):
         def load_config(self):
@@ -283,7 +362,13 @@ def run_gunicorn(app: Flask, settings: ServerSettings, **options) -> None:
         def load(self):
             return with_read_timeout(app)
 
-    Application().run()
+    try:
+        Application().run()
+    finally:
+        if front is not None:
+            front.stop()  # a no-op in a forked worker: only the master stops nginx
+            if front.died.is_set() and os.getpid() == master:
+                raise SystemExit(EXIT_PROXY_DIED)  # not 0: a supervisor restarts a service whose proxy died
 
 
 def run_development(app: Flask, settings: ServerSettings) -> None:
@@ -300,7 +385,8 @@ def run_development(app: Flask, settings: ServerSettings) -> None:
 def run_main(start: Callable[[], Callable[[], None]], errors: tuple = ()) -> int:
     """A service's ``main``: set up logging (:func:`aml.core.logs.setup_logging`), then ``start()`` — which reads
     the settings and builds the app, returning the function that serves it. A bad setting (:class:`ConfigError` or
-    one of ``errors``) is one line on stderr and exit code 2, never a traceback."""
+    one of ``errors``, or a :class:`ConfigError` while starting to serve) is one line on stderr and exit code 2, never
+    a traceback."""
     from aml.core.logs import setup_logging
 
     setup_logging()
@@ -309,5 +395,9 @@ def run_main(start: Callable[[], Callable[[], None]], errors: tuple = ()) -> int
     except (ConfigError, *errors) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
-    serve()
+    try:
+        serve()
+    except ConfigError as exc:  # e.g. the front proxy could not take the port
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     return 0

@@ -248,10 +248,11 @@ def create_app(
 
 def parse_settings(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> web.ServerSettings:
     """``python src/app.py`` options: ``--host``/``HOST``, ``--port``/``PORT`` (default 8000), ``--server``/
-    ``AML_SERVER`` (flask or gunicorn), ``--workers``/``AML_WORKERS`` (2), ``--threads``/``AML_THREADS`` (8)."""
+    ``AML_SERVER`` (flask or gunicorn), ``--workers``/``AML_WORKERS`` (2), ``--threads``/``AML_THREADS`` (8),
+    ``--no-proxy``/``AML_NO_PROXY`` (gunicorn without nginx in front, see :func:`aml.core.web.run_gunicorn`)."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description="Serve the spam filter's ML system: /prepare /train /score /evaluate.")
-    web.add_server_options(parser, port=DEFAULT_PORT)
+    web.add_server_options(parser, port=DEFAULT_PORT, proxy=True)
     try:
         return web.server_settings(parser.parse_args(argv), env, port=DEFAULT_PORT, workers=2)
     except web.ConfigError as exc:

@@ -79,3 +79,86 @@ def test_run_main_sets_up_logging_and_reports_bad_settings_in_one_line(capsys):
     assert web.run_main(lambda: lambda: served.append(True)) == 0 and served == [True]
     handlers = [h for h in logging.getLogger("aml").handlers if getattr(h, "_aml", False)]
     assert len(handlers) == 1  # aml.core.logs.setup_logging, not logging.basicConfig
+
+
+def test_the_proxy_option_and_what_happens_without_nginx(monkeypatch, tmp_path):
+    parser = argparse.ArgumentParser()
+    web.add_server_options(parser, port=8000, proxy=True)
+    gunicorn = ["--server", "gunicorn"]
+    found = tmp_path / "nginx"  # what aml.ops.nginx.binary() checks: an executable file
+    found.write_text("#!/bin/sh\n")
+    found.chmod(0o755)
+    monkeypatch.setenv("AML_NGINX", str(found))
+
+    def settings(argv, env=None):
+        return web.server_settings(parser.parse_args(argv), env or {}, port=8000, workers=2)
+
+    assert settings(gunicorn).proxy is True  # a service with the option serves behind nginx by default
+    assert settings([*gunicorn, "--no-proxy"]).proxy is False
+    assert settings(gunicorn, {"AML_NO_PROXY": "1"}).proxy is False
+    assert settings(gunicorn, {"AML_NO_PROXY": "false"}).proxy is True
+    with pytest.raises(web.ConfigError, match="AML_NO_PROXY must be 1 or 0"):
+        settings(gunicorn, {"AML_NO_PROXY": "maybe"})
+    # a service without the option (Assignment 3's) is plain gunicorn, without a warning
+    plain = argparse.ArgumentParser()
+    web.add_server_options(plain, port=8000)
+    assert web.server_settings(plain.parse_args(gunicorn), {}, port=8000, workers=2).proxy is None
+    # no nginx on this machine: --server gunicorn refuses and says what to do; --no-proxy and flask do not need it
+    monkeypatch.setenv("AML_NGINX", str(tmp_path / "no-nginx"))
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(web.ConfigError, match=r"apt-get install nginx.* or pass --no-proxy \(AML_NO_PROXY=1\)$"):
+        settings(gunicorn)
+    assert settings([*gunicorn, "--no-proxy"]).proxy is False
+    assert settings([]).server == "flask"
+
+
+def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning():
+    """Real gunicorn and nginx in a child process: the two ways ``run_gunicorn`` can start badly or half-safe."""
+    import socket
+    import subprocess
+    import sys
+
+    from aml.devtools import testenv
+    from aml.ops import nginx
+
+    if nginx.binary() is None:
+        testenv.skip_or_fail(f"the front proxy needs nginx ({nginx.INSTALL_HINT})")
+    script = (
+        "import sys\n"
+        "from flask import Flask\n"
+        "from aml.core import web\n"
+        "def start():\n"
+        "    parser = __import__('argparse').ArgumentParser()\n"
+        "    web.add_server_options(parser, port=8000, proxy=True)\n"
+        "    settings = web.server_settings(parser.parse_args(sys.argv[1:]), dict(), port=8000, workers=1)\n"
+        "    return lambda: web.run_gunicorn(web.harden(Flask('t'), 1024), settings)\n"
+        "sys.exit(web.run_main(start))\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-c", script, "--server", "gunicorn", "--port", port, "--workers", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == web.EXIT_BAD_SETTINGS, done.stderr[-2000:]
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: the front proxy (nginx) did not start on 127.0.0.1:{port}: nginx exited with code 1")
+    ), done.stderr[-2000:]
+    assert "Address already in use" in done.stderr and "Traceback" not in done.stderr
+
+    from aml.ops import procs
+
+    plain = procs.ServerProcess(
+        [sys.executable, "-c", script, "--server", "gunicorn", "--port", "{port}", "--no-proxy"], procs.free_port()
+    )
+    with plain.start():
+        assert procs.wait_for_http(plain.url + "/nothing", timeout=30, alive=plain.alive, ok_statuses=(404,)) == 404
+        assert "without a buffering proxy in front (--no-proxy): 8 slow clients can hold every thread" in plain.log()
+        assert "aml-front" not in plain.log()  # gunicorn on the port itself
+    plain.log_path.unlink()
