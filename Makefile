@@ -57,9 +57,10 @@ coverage: $(STAMP) ## Coverage of assignment3/4 test.py (server process and cont
 hooks: $(STAMP) ## Install the git hooks (pre-commit framework incl. the main-branch tests; standalone copy otherwise)
 	$(PYTHON) -m aml.devtools.hooks install
 
-bench: $(STAMP) ## Benchmarks: assignment3's service (1 and 16 clients) and project/'s (lean scorer, batch /score, wrk)
+bench: $(STAMP) ## Benchmarks: assignment3's service (1 and 16 clients) and project/'s (lean scorer, batch /score, wrk, slow clients)
 	$(PYTHON) assignment3/benchmark.py
 	$(PYTHON) project/benchmark.py
+	$(PYTHON) project/bench_slow_clients.py
 
 bench-scale: $(STAMP) ## Spark scaling: 1,000,000 messages, one process vs local[1]/[2] vs a standalone cluster of 1 and 2 workers; the search
 	$(PYTHON) project/scale/spark_bench.py

@@ -5,7 +5,9 @@
   the way a client would: ``POST /prepare`` → ``POST /train`` (a job, polled) → batch ``POST /score`` of the test split
   → ``POST /evaluate`` of those predictions → online ``POST /score``. The outputs land in the host folder.
 - ``test_image_runs_byte_compiled_code_as_the_service_user``: inside the container, uid 10001, no ``.py`` of ours
-  (the library, ``/app/src``), gunicorn's master and workers.
+  (the library, ``/app/src``), gunicorn's master and workers, nginx in front of them.
+- ``test_slow_clients_and_malformed_http_in_the_container``: 200 + 200 slow clients do not starve online ``/score``;
+  malformed HTTP gets JSON (the image carries nginx: :mod:`aml.ops.nginx`).
 - ``test_push_to_main_deploys_and_a_failing_push_keeps_the_running_container``: the ``post-receive`` hook
   (``project/hooks/post-receive`` → :mod:`aml.ops.deploy`) in a scratch bare repository: a push of this
   checkout's current state (uncommitted changes included) is tested, built and started; a push that breaks a unit
@@ -22,6 +24,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +36,7 @@ import requests
 
 from aml.devtools import fixtures, hooks, testenv
 from aml.mlops.datastore import DataStore
-from aml.ops import containers, deploy, procs
+from aml.ops import containers, deploy, procs, slowclients
 from aml.project import system
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -170,9 +173,35 @@ def test_image_runs_byte_compiled_code_as_the_service_user(engine, service):
     processes = [line.split(" ", 1) for line in service.exec("python", "-c", listing).splitlines()]
     servers = [uid for uid, cmd in processes if cmd == "python src/app.pyc"]
     assert len(servers) >= 3 and set(servers) == {str(SERVICE_UID)}, processes  # master + 2 workers
+    # nginx in front of gunicorn (aml.ops.nginx.FrontProxy), run by the service user too
+    proxies = [uid for uid, cmd in processes if cmd.startswith("nginx: ")]
+    assert len(proxies) >= 2 and set(proxies) == {str(SERVICE_UID)}, processes  # nginx's master + its worker
     log = service.logs(200)
     assert "Starting gunicorn" in log and "Using worker: gthread" in log, log
+    assert "aml.ops.nginx: nginx (pid" in log and "Listening at: unix:" in log, log
     assert service.health() == "healthy"
+
+
+def test_slow_clients_and_malformed_http_in_the_container(service):
+    """The image's nginx holds 200 header and 200 body tricklers while online /score keeps answering (200 once
+    ``test_ml_system_in_the_container`` trained a model, 503 before: either is the app answering), and answers
+    malformed HTTP with JSON; the full measurement is ``project/bench_slow_clients.py``'s."""
+    result = slowclients.probe_under_slow_clients(
+        f"{service.url}/score", {"text": fixtures.SPAM_EXAMPLES[0]}, connections=200, seconds=5.0, timeout=5.0,
+        ok=lambda status, body: status in (200, 503),
+    )  # fmt: skip
+    print("in the container, under 200 + 200 slow clients:", result)
+    assert result["errors"] == 0 and result["requests"] >= 20, result
+    assert all(held["open"] >= 180 for held in result["slow"].values()), result
+    port = int(service.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"Content-Type: application/json" in head, answer
+    assert json.loads(body)["status"] == 400
 
 
 # -- continuous deployment -----------------------------------------------------------------------------------------
