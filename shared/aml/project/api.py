@@ -260,7 +260,8 @@ def parse_settings(argv: list[str] | None = None, environ: Mapping[str, str] | N
 
 
 def serve(app: Flask, settings: web.ServerSettings) -> None:
-    """Serve with gunicorn (production) or the development server."""
+    """Serve with gunicorn (production: behind nginx unless ``--no-proxy``, see :func:`aml.core.web.run_gunicorn`)
+    or the development server."""
     log.info("serving on http://%s:%d with %s", settings.host, settings.port, settings.server)
     holder: ModelHolder = app.extensions["aml"]["holder"]
     if settings.server == "gunicorn":
