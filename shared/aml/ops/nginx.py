@@ -47,6 +47,8 @@ ERROR_PREFIX = "/_aml_error/"
 CLIENT_TIMEOUT_S = 10
 #: a header line longer than this (8 KiB, nginx's default large buffer) is refused: 431
 HEADER_BUFFER = "8k"
+#: the name of a front proxy's folder (:meth:`FrontProxy.prepare`) and the file in it naming the process it serves
+FRONT_PREFIX, OWNER_FILE = "aml-front-", "owner.pid"
 #: the statuses nginx itself may answer, each given a JSON body; 494 (nginx's own "header too large") goes out as 431
 ERROR_STATUSES = (400, 408, 413, 414, 431, 494, 500, 502, 503, 504)
 INSTALL_HINT = "apt-get install nginx, or set AML_NGINX to its path"
@@ -276,6 +278,36 @@ def wait_started(proc: subprocess.Popen, folder: str | Path, timeout: float = 10
         time.sleep(0.05)
 
 
+def remove_stale(parent: str | Path | None = None, grace_s: float = 60.0) -> list[Path]:
+    """Remove the folders :class:`FrontProxy` left in ``parent`` (default: the system's temporary folder) when its
+    process was killed before it could (``kill -9``, or a supervisor's SIGKILL after its stop timeout): those whose
+    owner process (``owner.pid``) no longer runs, or without that file and older than ``grace_s`` (one being
+    created now has it within milliseconds). Returns what was removed."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(FRONT_PREFIX + "*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = None
+        try:
+            if pid is not None:
+                try:
+                    os.kill(pid, 0)
+                    continue  # still running (or the PID was reused: left alone)
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue  # another user's process
+            elif time.time() - folder.stat().st_mtime < grace_s:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
+
+
 class FrontProxy:
     """nginx on ``host:port`` in front of a service listening on the Unix socket :attr:`socket_path`, run as a
     child of this process: :meth:`start` (returns once nginx listens), :meth:`stop` (idempotent, by PID).
@@ -332,9 +364,12 @@ class FrontProxy:
         )
 
     def prepare(self) -> Path:
-        """Create the private folder (idempotent); returns :attr:`socket_path`, where the service may now bind."""
+        """Create the private folder (idempotent; the folders of front proxies whose process is gone are removed
+        first: :func:`remove_stale`); returns :attr:`socket_path`, where the service may now bind."""
         if self.folder is None:
-            self.folder = new_folder("aml-front-", self.parent, private=True)
+            remove_stale(self.parent)
+            self.folder = new_folder(FRONT_PREFIX, self.parent, private=True)
+            (self.folder / OWNER_FILE).write_text(f"{self.owner}\n")
         return self.socket_path
 
     def start(self, timeout: float = 10.0, on_exit=None) -> FrontProxy:
@@ -406,6 +441,7 @@ __all__ = [
     "error_body",
     "error_messages",
     "new_folder",
+    "remove_stale",
     "wait_started",
     "worker_user",
 ]

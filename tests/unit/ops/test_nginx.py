@@ -198,3 +198,18 @@ def test_a_taken_port_is_an_error_and_nginx_dies_with_its_parent():
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_remove_stale_takes_only_the_folders_of_gone_processes(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folders = {name: tmp_path / (nginx.FRONT_PREFIX + name) for name in ("dead", "alive", "new", "old", "other")}
+    for folder in folders.values():
+        folder.mkdir()
+    (folders["dead"] / nginx.OWNER_FILE).write_text(f"{dead.pid}\n")
+    (folders["alive"] / nginx.OWNER_FILE).write_text(f"{os.getpid()}\n")
+    os.utime(folders["old"], (time.time() - 3600, time.time() - 3600))
+    folders["other"].rename(tmp_path / "unrelated")
+    removed = nginx.remove_stale(tmp_path)
+    assert sorted(removed) == sorted([folders["dead"], folders["old"]])
+    assert folders["alive"].is_dir() and folders["new"].is_dir() and (tmp_path / "unrelated").is_dir()
