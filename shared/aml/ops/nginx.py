@@ -64,6 +64,16 @@ def binary() -> str | None:
     return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
 
 
+def no_proxy_unless_installed() -> list[str]:
+    """The options a notebook or demo adds to ``--server gunicorn``: none where nginx is installed (the service
+    runs behind it), ``["--no-proxy"]`` where it is not (Colab, a laptop), with a warning saying so: the walkthrough
+    runs everywhere, and in production the refusal stays (:func:`aml.core.web.server_settings`)."""
+    if binary() is not None:
+        return []
+    log.warning("nginx is not installed (%s): the service runs as plain gunicorn (--no-proxy)", INSTALL_HINT)
+    return ["--no-proxy"]
+
+
 def worker_user() -> str | None:
     """nginx's worker account when it starts as root (``nobody`` with its group), else ``None`` (the workers run
     as whoever started it)."""
@@ -441,6 +451,7 @@ __all__ = [
     "error_body",
     "error_messages",
     "new_folder",
+    "no_proxy_unless_installed",
     "remove_stale",
     "wait_started",
     "worker_user",

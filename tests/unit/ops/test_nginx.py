@@ -213,3 +213,17 @@ def test_remove_stale_takes_only_the_folders_of_gone_processes(tmp_path):
     removed = nginx.remove_stale(tmp_path)
     assert sorted(removed) == sorted([folders["dead"], folders["old"]])
     assert folders["alive"].is_dir() and folders["new"].is_dir() and (tmp_path / "unrelated").is_dir()
+
+
+def test_no_proxy_unless_installed(monkeypatch, tmp_path, caplog):
+    fake = tmp_path / "nginx"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("AML_NGINX", str(fake))
+    assert nginx.no_proxy_unless_installed() == []
+    monkeypatch.setenv("AML_NGINX", str(tmp_path / "none"))
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("os.path.isfile", lambda path: False)  # not even /usr/sbin/nginx
+    with caplog.at_level("WARNING", logger="aml.ops.nginx"):
+        assert nginx.no_proxy_unless_installed() == ["--no-proxy"]
+    assert "apt-get install nginx" in caplog.text
