@@ -12,6 +12,10 @@ Errors are ``{"error", "message", "status"}``: 400 malformed or incomplete reque
 404, 405 (with ``Allow``), 408 a body that stalls, 413 a body over the limit (chunked or not), 414/431 a URL or
 header block over the app's limits (set below the servers' own, so the app answers them), 500 a failure inside the
 app (logged, no detail leaked).
+
+A service that takes ``--no-proxy`` (:func:`add_server_options` with ``proxy=True``: the project's) runs gunicorn
+behind nginx (:mod:`aml.ops.nginx`), which holds slow clients instead of gunicorn's threads and answers malformed
+HTTP itself, in the same JSON format. The Assignment 3 service runs plain gunicorn, as its course material teaches.
 """
 
 from __future__ import annotations
