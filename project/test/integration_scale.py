@@ -6,7 +6,8 @@ in the same bucket, two gunicorn replicas behind nginx, and DVC's remote in that
 In order, sharing one stack: ``/prepare`` → ``/train`` (a job, polled through the balancer, so both replicas read
 its record from S3) → batch ``/score`` → ``/evaluate``, with the data in S3, the registered versions in PostgreSQL
 and the model files in the bucket; a new champion, then the operator's rollback to the previous version, reach both
-replicas through their registry poll, with online scoring answering all along and no restart; one replica killed
+replicas through their registry poll, with online scoring answering all along and no restart; 200 + 200 slow clients
+at the balancer while online scoring answers; one replica killed
 with SIGKILL under load, the failed requests counted (usually none; at most the responses cut mid-body); the
 project's DVC pipeline (``dvc.yaml``'s profile stage) pushing to and pulling from ``s3://<bucket>/dvc``; the jobs'
 lock in PostgreSQL across two replicas that share no folder (one training, the other 409; the holder killed with
@@ -32,7 +33,7 @@ from aml.core import datasets
 from aml.devtools import testenv
 from aml.mlops import registry, versioning
 from aml.mlops.datastore import DataStore
-from aml.ops import teamstack
+from aml.ops import slowclients, teamstack
 from aml.project import profile_stage
 from aml.project.client import SystemClient
 from aml.spam import MODEL_NAME
@@ -177,6 +178,18 @@ def test_a_new_champion_and_a_rollback_reach_every_replica_without_a_restart(tea
     assert [s.proc.pid for s in servers] == pids and all(s.alive() for s in servers)  # no restart
     assert set(statuses) == {200} and sum(statuses.values()) > 10, statuses
     FIGURES["online_scores_during_the_changes"] = statuses
+
+
+def test_slow_clients_at_the_balancer_do_not_starve_the_replicas(team):
+    """200 connections trickling headers and 200 trickling bodies at the balancer for 5 s, while online scoring
+    through it answers 200 every time: nginx reads requests whole before a replica's threads (2 × 1 worker × 8,
+    ``--no-proxy``) see them (:mod:`aml.ops.nginx`)."""
+    result = slowclients.probe_under_slow_clients(
+        team["lb"].url + "/score", {"text": SPAM}, connections=200, seconds=5.0, timeout=5.0
+    )
+    print("through the balancer, under 200 + 200 slow clients:", result)
+    assert result["errors"] == 0 and set(result["statuses"]) == {"200"} and result["requests"] >= 20, result
+    assert all(held["open"] >= 180 for held in result["slow"].values()), result
 
 
 def test_a_killed_replica_costs_at_most_a_cut_response_per_client(team):
