@@ -6,7 +6,8 @@ and the load generator must keep one connection per client; ``http.client`` does
 
 - :func:`http_call`: one HTTP request, answering status, headers and the decoded JSON body (errors included);
 - :func:`http_status`: the status of ``GET url``, or ``None`` when nothing answers (readiness polling);
-- :func:`load_test`: a bounded, threaded load generator (loopback only) with requests/s, p50/p99 latency, errors;
+- :func:`load_test`: a bounded, threaded load generator (loopback only: :func:`loopback_target`) with requests/s,
+  p50/p99 latency, errors;
 - :func:`call_rate`: calls per second of a function in-process, the yardstick for the served rate.
 
 The spam filter and the example messages the tests use live in :mod:`aml.devtools.fixtures`.
@@ -122,6 +123,15 @@ class LoadResult:
 def _check_loopback(host: str) -> None:
     if host not in LOOPBACK_HOSTS and not host.startswith("127."):
         raise ValueError(f"load tests only target this machine's loopback addresses, not {host!r}")
+
+
+def loopback_target(url: str) -> tuple[str, int, str]:
+    """``(host, port, path)`` of an ``http://`` URL on this machine's loopback; ``ValueError`` for another URL or
+    host (load and slow-client tools aim only at one's own servers: :func:`load_test`,
+    :mod:`aml.ops.slowclients`)."""
+    host, port, path = _split_url(url)
+    _check_loopback(host)
+    return host, port, path
 
 
 def load_test(

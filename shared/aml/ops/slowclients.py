@@ -72,8 +72,7 @@ class SlowClients:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if connections < 1 or interval_s <= 0 or body_bytes < 2:
             raise ValueError("connections must be >= 1, interval_s > 0 and body_bytes >= 2")
-        self.host, self.port, self.path = http_client._split_url(url)
-        http_client._check_loopback(self.host)
+        self.host, self.port, self.path = http_client.loopback_target(url)
         self.connections, self.mode, self.interval_s = connections, mode, interval_s
         self.body_bytes, self.connect_timeout = body_bytes, connect_timeout
         self.stats = SlowStats(mode, connections, statuses={})

@@ -136,3 +136,11 @@ def test_http_status_of_nothing_or_not_http_is_none():
         thread.start()
         assert serving.http_status(f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=2) is None
         thread.join(5)
+
+
+def test_loopback_target():
+    assert serving.loopback_target("http://127.0.0.1:8000/score?x=1") == ("127.0.0.1", 8000, "/score?x=1")
+    assert serving.loopback_target("http://localhost") == ("localhost", 80, "/")
+    for url in ("http://example.com/", "https://127.0.0.1/", "127.0.0.1:80"):
+        with pytest.raises(ValueError):
+            serving.loopback_target(url)
