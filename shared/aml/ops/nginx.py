@@ -50,7 +50,7 @@ HEADER_BUFFER = "8k"
 #: the name of a front proxy's folder (:meth:`FrontProxy.prepare`) and the file in it naming the process it serves
 FRONT_PREFIX, OWNER_FILE = "aml-front-", "owner.pid"
 #: the statuses nginx itself may answer, each given a JSON body; 494 (nginx's own "header too large") goes out as 431
-ERROR_STATUSES = (400, 408, 413, 414, 431, 494, 500, 502, 503, 504)
+ERROR_STATUSES = (400, 404, 408, 413, 414, 431, 494, 500, 501, 502, 503, 504, 505)
 INSTALL_HINT = "apt-get install nginx, or set AML_NGINX to its path"
 
 
@@ -96,15 +96,18 @@ def error_messages(max_body_bytes: int, timeout_s: int = CLIENT_TIMEOUT_S) -> di
 
     return {
         400: entry(400, "the request is not valid HTTP (request line, header, Content-Length or Transfer-Encoding)"),
+        404: entry(404, "no such endpoint"),  # nginx's own 404s only (its internal error pages); the app's pass
         408: entry(408, f"the request did not arrive within {timeout_s} s"),
         413: entry(413, f"the request body is larger than the limit of {max_body_bytes} bytes"),
-        414: entry(414, f"the request line is longer than {HEADER_BUFFER}B"),
-        431: entry(431, f"a request header line is longer than {HEADER_BUFFER}B"),
-        494: entry(431, f"a request header line is longer than {HEADER_BUFFER}B"),
+        414: entry(414, "the request line is longer than 8 KiB"),
+        431: entry(431, "a request header line is longer than 8 KiB"),
+        494: entry(431, "a request header line is longer than 8 KiB"),
         500: entry(500, "the proxy in front of the service failed; see its log"),
+        501: entry(501, "the request's Transfer-Encoding is not supported (chunked is)"),
         502: entry(502, "the service behind the proxy is not answering (starting or restarting): try again shortly"),
         503: entry(503, "the service behind the proxy is not available: try again shortly"),
         504: entry(504, "the service did not answer in time"),
+        505: entry(505, "the HTTP version is not supported (HTTP/1.0 and HTTP/1.1 are)"),
     }
 
 
