@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import pytest
 from flask import Flask, jsonify
 from werkzeug.exceptions import NotFound
 
 from aml.core import web
+from aml.ops.http_client import http_call
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_the_proxy_option_and_what_happens_without_nginx(monkeypatch, tmp_path):
     assert settings([]).server == "flask"
 
 
-def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning():
+def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning_and_a_dead_proxy_stops_gunicorn():
     """Real gunicorn and nginx in a child process: the two ways ``run_gunicorn`` can start badly or half-safe."""
     import socket
     import subprocess
@@ -162,3 +164,19 @@ def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning():
         assert "without a buffering proxy in front (--no-proxy): 8 slow clients can hold every thread" in plain.log()
         assert "aml-front" not in plain.log()  # gunicorn on the port itself
     plain.log_path.unlink()
+
+    # behind nginx; nginx killed: gunicorn stops too, with exit code 3 (a supervisor restarts the whole service)
+    import re
+    import signal
+
+    fronted = procs.ServerProcess(
+        [sys.executable, "-c", script, "--server", "gunicorn", "--port", "{port}"], procs.free_port()
+    )
+    with fronted.start():
+        assert procs.wait_for_http(fronted.url + "/nothing", timeout=30, alive=fronted.alive, ok_statuses=(404,)) == 404
+        assert http_call("GET", fronted.url + "/nothing").json["error"] == "Not Found"  # the app's 404, through nginx
+        pid = int(re.search(r"aml.ops.nginx: nginx \(pid (\d+)\) listens", fronted.log()).group(1))
+        os.kill(pid, signal.SIGKILL)
+        assert fronted.proc.wait(30) == web.EXIT_PROXY_DIED, fronted.log()
+        assert "nginx (the front proxy, pid" in fronted.log() and "exited with code -9" in fronted.log()
+    fronted.log_path.unlink()
