@@ -63,7 +63,7 @@ def sms_slice(path: Path, lines: int = RAW_LINES) -> Path:
 def wait_job(client, job_id: str, timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        response = client.get(f"/jobs/{job_id}")
+        response = client.get(f"/jobs/{job_id}", headers=AUTH)
         assert response.status_code == 200, response.json
         if response.json["status"] in ("succeeded", "failed"):
             return response.json
@@ -226,11 +226,10 @@ def test_before_any_model_scoring_says_what_to_call_first(fresh):
     assert "aml_model_ready 0.0" in metrics and "aml_model_fallback 0.0" in metrics
 
 
-def test_train_before_prepare_fails_its_job_with_a_hint(fresh):
-    started = fresh.client.post("/train", json={}, headers=AUTH)
-    assert started.status_code == 202
-    job = wait_job(fresh.client, started.json["job"], timeout=60)
-    assert job["status"] == "failed" and "split" in job["error"]
+def test_train_before_prepare_is_refused_before_a_job_is_queued(fresh):
+    body = assert_json_error(fresh.client.post("/train", json={}, headers=AUTH), 409)
+    assert "split" in body["message"] and "POST /prepare" in body["message"]
+    assert fresh.store.list("jobs") == []  # no job queued to fail later
 
 
 # -- auth ------------------------------------------------------------------------------------------------------------
