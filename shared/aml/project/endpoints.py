@@ -128,13 +128,13 @@ ENDPOINTS = (
         "GET",
         "/jobs/<job_id>",
         "job_status",
-        "{status, progress, result}: a job's status, progress and result",
+        "{status, progress}: a job's status and progress; with the token also its parameters, result or error",
         client=("job",),
         contract=(
+            ("`GET /jobs/<id>`", '`{"id", "kind", "status": queued/running/succeeded/failed, "progress", …_at}`'),
             (
-                "`GET /jobs/<id>`",
-                '`{"status": queued/running/succeeded/failed, "progress", "message", "result": {…, '
-                '"model_version"}, "error"}`',
+                f"`GET /jobs/<id>` {LOCK}",
+                '`{…, "params", "message", "result": {…, "model_version", "report"}, "error"}`',
             ),
         ),
     ),
