@@ -18,8 +18,10 @@ from dataclasses import dataclass
 #: the auth marks: anyone; the bearer token; the token only when the body names a stored file (batch ``/score``)
 PUBLIC, TOKEN, TOKEN_FOR_BATCH = "public", "token", "token for a batch"
 LOCK = "🔒"
-#: the types of request fields: JSON's, and a path inside the data store (:meth:`aml.mlops.datastore.DataStore.check_path`)
+#: the type of a request field that names a path inside the data store
+#: (:meth:`aml.mlops.datastore.DataStore.check_path`)
 STORE_PATH = "store path"
+#: the types of request fields: JSON's, and :data:`STORE_PATH`
 FIELD_TYPES = ("string", "number", "integer", "boolean", "array", "object", "string or null", STORE_PATH)
 
 
@@ -253,7 +255,7 @@ def _json_type(default, annotation: str) -> str:
 
 def request_fields(endpoint: Endpoint) -> dict[str, str]:
     """``{name: type}`` of every field a request to ``endpoint`` may send: its own ``fields``, then the fields of
-    its stage ``config`` (:data:`aml.project.settings.CONFIGS`, typed by their defaults) that a request may set (not
+    its stage ``config`` (``aml.project.settings.CONFIGS``, typed by their defaults) that a request may set (not
     :data:`aml.project.settings.SERVER_ONLY`). What a hostile-input sweep generates its cases from."""
     fields = dict(endpoint.fields)
     if endpoint.config:

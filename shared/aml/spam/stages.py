@@ -78,6 +78,7 @@ __all__ = [
     "predict_propensity",
     "prepare_scoring_data",
     "prepare_train_validation_test_split",
+    "read_csv_frame",
     "report",
     "save_data",
     "sample_predictions",
