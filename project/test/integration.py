@@ -57,7 +57,7 @@ def service(stores):
 def wait_job(url: str, job: str, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = requests.get(f"{url}/jobs/{job}", timeout=60).json()
+        record = requests.get(f"{url}/jobs/{job}", headers=AUTH, timeout=60).json()  # the token: the whole record
         if record["status"] in ("succeeded", "failed"):
             return record
         time.sleep(0.5)
@@ -257,7 +257,7 @@ def test_kill_9_during_prepare_and_training_loses_nothing(stores):
         output = lineage["outputs"][name]
         assert store.sha256(output["path"]) == output["sha256"]  # complete, the file the lineage describes
     with service(stores) as server:
-        record = requests.get(f"{server.url}/jobs/{job}", timeout=60).json()
+        record = requests.get(f"{server.url}/jobs/{job}", headers=AUTH, timeout=60).json()
         assert record["status"] == "failed" and record["error"].startswith("interrupted")
         again = requests.post(f"{server.url}/prepare", json={}, headers=AUTH, timeout=60)
         assert again.status_code == 200

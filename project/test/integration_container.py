@@ -101,7 +101,7 @@ def service(engine, built, store):
 def wait_for_job(url: str, job: str, timeout: float = 600.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        record = requests.get(f"{url}/jobs/{job}", timeout=10).json()
+        record = requests.get(f"{url}/jobs/{job}", headers=AUTH, timeout=10).json()  # the token: the whole record
         if record["status"] in ("succeeded", "failed"):
             return record
         assert time.monotonic() < deadline, f"job {job} still {record['status']} after {timeout:g} s: {record}"

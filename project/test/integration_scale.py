@@ -260,7 +260,7 @@ def test_replicas_on_two_hosts_train_one_at_a_time_and_a_killed_holder_frees_the
             time.sleep(0.2)
         assert again.status_code == 202, again.text
         FIGURES["lock_free_after_kill_s"] = round(time.perf_counter() - started, 2)
-        record = requests.get(f"{survivor.url}/jobs/{killed}", timeout=30).json()
+        record = requests.get(f"{survivor.url}/jobs/{killed}", headers=AUTH, timeout=30).json()
         assert record["status"] == "failed" and record["error"].startswith("interrupted"), record
         done = SystemClient(survivor.url, TOKEN).wait(again.json()["job"], timeout=300, poll=0.5)
         assert done["status"] == "succeeded", done

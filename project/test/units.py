@@ -44,7 +44,7 @@ def test_model_store_none_turns_the_joblib_exports_off(monkeypatch, tmp_path):
         ("prepare", {"fractions": [0.5, 0.5, 0.5]}, "sum to 1"),
         ("prepare", {"colour": "red"}, "unknown"),
         ("train", {"model": "no_such_model"}, "unknown model"),
-        ("train", {"params": {"no_such_param": 1}}, "bad parameters"),
+        ("train", {"params": {"no_such_param": 1}}, "params: unknown parameter .no_such_param."),
         ("train", {"min_aucpr": 2}, "min_aucpr"),
         ("evaluate", {"metrics": ["aucpr", "luck"]}, "unknown metrics"),
         ("score", {"takedown": True, "extra": 1}, "unknown"),

@@ -22,7 +22,13 @@ Why hand-written: fsspec gives one file API over many back ends, but not the thr
   overwritten even by two writers racing. Object stores get the whole payload in one PUT (``pipe_file``), which
   they make visible atomically; ``overwrite=False`` uses fsspec's ``mode="create"`` (a conditional PUT where the
   back end supports one) after an existence check.
-- Clear errors: a missing file raises :class:`StoreNotFoundError` naming the full location looked at.
+- Clear errors that stay inside the store: a missing file raises :class:`StoreNotFoundError` naming the store path
+  looked at. Messages name store-relative paths only (``split/<run>/test.csv``), never the store's folder on the
+  server: the services return them to HTTP clients, who must not learn the server's file system
+  (:meth:`DataStore.location` gives the full location where a caller wants it, e.g. for lineage).
+- Paths the operating system cannot take are refused up front, as :class:`StorePathError`: lone surrogates
+  (``"\\ud800"``, not encodable), a component over :data:`MAX_NAME_BYTES` or a path over :data:`MAX_PATH_BYTES`
+  (``ENAMETOOLONG``), and a symlink loop (``ELOOP``).
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ LINEAGE = "lineage.json"
 #: run ids: UTC time to the microsecond, then 6 random hex digits (unique across processes, sortable by time)
 RUN_ID = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")
 
+#: the longest component (bytes of UTF-8) and whole store path a caller may name: a file system's ``NAME_MAX``, and
+#: a quarter of Linux's ``PATH_MAX`` (the store's own folder comes on top)
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024
+
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # two letters or more: "C://" is a drive, not a URL
 _TMP_PREFIX = ".aml-tmp-"
 _BLOCK = 1 << 20
@@ -66,7 +76,7 @@ class StoreError(Exception):
 
 
 class StorePathError(StoreError, ValueError):
-    """A path that is malformed or would leave the store."""
+    """A path that is malformed, that the file system cannot take, or that would leave the store."""
 
 
 class StoreNotFoundError(StoreError, FileNotFoundError):
@@ -75,6 +85,11 @@ class StoreNotFoundError(StoreError, FileNotFoundError):
 
 class StoreConflictError(StoreError, FileExistsError):
     """A write with ``overwrite=False`` onto a path that exists."""
+
+
+def _shown(path: str, limit: int = 80) -> str:
+    """``path`` for a message: quoted, cut to ``limit`` characters (a 5,000-byte path is not echoed whole)."""
+    return repr(path) if len(path) <= limit else f"{path[:limit]!r}... ({len(path)} characters)"
 
 
 def utc_now() -> str:
@@ -133,13 +148,13 @@ def _write_local(target: Path, data: bytes | memoryview, overwrite: bool) -> Non
             try:
                 os.link(tmp, target)
             except FileExistsError:
-                raise StoreConflictError(f"refusing to overwrite {target}: it exists") from None
+                raise StoreConflictError(f"refusing to overwrite {target.name}: it exists") from None
             except OSError as exc:
                 if exc.errno not in _LINK_UNSUPPORTED:
                     raise
                 # a file system without hard links (some network and FUSE mounts): check, then rename (not race-free)
                 if target.exists():
-                    raise StoreConflictError(f"refusing to overwrite {target}: it exists") from None
+                    raise StoreConflictError(f"refusing to overwrite {target.name}: it exists") from None
                 os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
@@ -212,12 +227,21 @@ class DataStore:
 
         Refused: non-strings, empty paths, absolute paths (``/x``, ``C:\\x``, ``\\\\server``), backslashes, colons (URL
         schemes, drive letters), control characters, ``~``, empty, ``.`` or ``..`` components (a leading ``./`` is
-        dropped, a trailing ``/`` too) and, for a local store, a path that resolves through a symlink outside the
-        root."""
+        dropped, a trailing ``/`` too), text that is not valid Unicode (lone surrogates), names over
+        :data:`MAX_NAME_BYTES` or paths over :data:`MAX_PATH_BYTES` bytes and, for a local store, a path that resolves
+        through a symlink outside the root or through a symlink loop. The messages never name the store's folder."""
         if not isinstance(path, str):
-            raise StorePathError(f"a store path must be a string, got {path!r}")
+            raise StorePathError(f"a store path must be a string, got {type(path).__name__}")
         if not path:
             raise StorePathError("empty store path")
+        try:
+            size = len(path.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise StorePathError(
+                f"store path {_shown(path)} is not valid Unicode (a lone surrogate such as \\ud800)"
+            ) from None
+        if size > MAX_PATH_BYTES:
+            raise StorePathError(f"store path of {size} bytes: the limit is {MAX_PATH_BYTES} ({_shown(path)})")
         if any(ord(c) < 32 or ord(c) == 127 for c in path):
             raise StorePathError(f"control character in store path {path!r}")
         if "\\" in path:
@@ -234,11 +258,25 @@ class DataStore:
         rel = rel[:-1] if rel.endswith("/") else rel
         parts = rel.split("/")
         if not rel or any(p in ("", ".", "..") for p in parts):
-            raise StorePathError(f"malformed store path {path!r} (empty, '.' or '..' component)")
+            raise StorePathError(f"malformed store path {_shown(path)} (empty, '.' or '..' component)")
+        long = next((p for p in parts if len(p.encode("utf-8")) > MAX_NAME_BYTES), None)
+        if long is not None:
+            raise StorePathError(
+                f"a name of {len(long.encode('utf-8'))} bytes in store path {_shown(path)}: the limit is "
+                f"{MAX_NAME_BYTES}"
+            )
         if self.root is not None:
-            resolved = (self.root / rel).resolve()
+            try:
+                resolved = (self.root / rel).resolve()
+            except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+                raise StorePathError(f"store path {_shown(path)} runs into a symlink loop") from None
+            except OSError as exc:  # Python >= 3.13: ELOOP; or a name the file system refuses
+                reason = (
+                    "runs into a symlink loop" if exc.errno == errno.ELOOP else f"cannot be resolved ({exc.strerror})"
+                )
+                raise StorePathError(f"store path {_shown(path)} {reason}") from None
             if resolved != self.root and self.root not in resolved.parents:
-                raise StorePathError(f"store path {path!r} resolves to {resolved}, outside the store {self.root}")
+                raise StorePathError(f"store path {_shown(path)} leads outside the store (through a symlink)")
         return rel
 
     def _full(self, rel: str) -> str:
@@ -262,7 +300,7 @@ class DataStore:
         return self.root / rel if self.root is not None else None
 
     def _missing(self, rel: str) -> StoreNotFoundError:
-        return StoreNotFoundError(f"not in the data store: {self.location(rel)}")
+        return StoreNotFoundError(f"not in the data store: {rel}")
 
     # -- reading -----------------------------------------------------------------------------------------------------
 
@@ -285,7 +323,7 @@ class DataStore:
         except (FileNotFoundError, NotADirectoryError):
             raise self._missing(rel) from None
         except IsADirectoryError:
-            raise StoreError(f"{self.location(rel)} is a folder, not a file") from None
+            raise StoreError(f"{rel} is a folder of the data store, not a file") from None
         with fh:
             yield fh
 
@@ -299,7 +337,7 @@ class DataStore:
             except (FileNotFoundError, NotADirectoryError):
                 raise self._missing(rel) from None
             except IsADirectoryError:
-                raise StoreError(f"{self.location(rel)} is a folder, not a file") from None
+                raise StoreError(f"{rel} is a folder of the data store, not a file") from None
         try:
             return self.fs.cat_file(self._full(rel))
         except FileNotFoundError:
@@ -314,7 +352,7 @@ class DataStore:
         try:
             return json.loads(self.read_bytes(path))
         except json.JSONDecodeError as exc:
-            raise StoreError(f"{self.location(path)} is not valid JSON: {exc}") from None
+            raise StoreError(f"{self.check_path(path)} in the data store is not valid JSON: {exc}") from None
 
     def read_csv(self, path: str, **kwargs):
         """A data frame from a CSV file in the store (``kwargs`` go to :func:`pandas.read_csv`)."""
@@ -337,7 +375,7 @@ class DataStore:
         if self.root is not None:
             folder = self.root / rel if rel else self.root
             if folder.is_file():
-                raise StoreError(f"{folder} is a file, not a folder")
+                raise StoreError(f"{rel} is a file of the data store, not a folder")
             try:
                 names = [p.name for p in folder.iterdir()]
             except (FileNotFoundError, NotADirectoryError):
@@ -350,7 +388,7 @@ class DataStore:
             except FileNotFoundError:
                 return []
             if entries == [full.rstrip("/")] and rel:
-                raise StoreError(f"{self.location(rel)} is a file, not a folder")
+                raise StoreError(f"{rel} is a file of the data store, not a folder")
             names = [posixpath.basename(e) for e in entries]
         return sorted(n for n in names if n and not n.startswith(_TMP_PREFIX))
 
@@ -363,18 +401,21 @@ class DataStore:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"write_bytes needs bytes, got {type(data).__name__} (use write_text or write_json)")
         if self.root is not None:
-            _write_local(self.root / rel, data, overwrite)
+            try:
+                _write_local(self.root / rel, data, overwrite)
+            except StoreConflictError:
+                raise StoreConflictError(f"refusing to overwrite {rel} in the data store: it exists") from None
             return self.location(rel)
         full = self._full(rel)
         if overwrite:
             self.fs.pipe_file(full, bytes(data))
             return self.location(rel)
         if self.exists(rel):
-            raise StoreConflictError(f"refusing to overwrite {self.location(rel)}: it exists")
+            raise StoreConflictError(f"refusing to overwrite {rel} in the data store: it exists")
         try:
             self.fs.pipe_file(full, bytes(data), mode="create")  # a conditional PUT where the back end has one
         except FileExistsError:
-            raise StoreConflictError(f"refusing to overwrite {self.location(rel)}: it exists") from None
+            raise StoreConflictError(f"refusing to overwrite {rel} in the data store: it exists") from None
         except (NotImplementedError, ValueError):  # a back end without create mode: the existence check stands
             self.fs.pipe_file(full, bytes(data))
         return self.location(rel)
@@ -427,7 +468,7 @@ class DataStore:
         """Point ``<kind>/latest`` at ``run`` (which must have been written); atomic, a plain file."""
         if not self.exists(self.run_path(kind, run)):
             raise StoreNotFoundError(
-                f"cannot point {kind}/latest at run {run}: {self.location(f'{kind}/{run}')} is empty"
+                f"cannot point {kind}/latest at run {run}: {kind}/{run} is empty in the data store"
             )
         return self.write_text(f"{self._kind(kind)}/{LATEST}", run + "\n")
 
@@ -439,7 +480,7 @@ class DataStore:
         except StoreNotFoundError:
             return None
         if not RUN_ID.match(run):
-            raise StoreError(f"{self.location(pointer)} does not hold a run id: {run[:80]!r}")
+            raise StoreError(f"{pointer} in the data store does not hold a run id: {run[:80]!r}")
         return run
 
     def resolve_latest(self, kind: str, missing: str | None = None) -> str:
@@ -448,7 +489,7 @@ class DataStore:
         run = self.latest(kind)
         if run is None:
             hint = missing or f"run the stage that writes {kind}/ first"
-            raise StoreNotFoundError(f"no {kind} run in the data store ({self.location(f'{kind}/{LATEST}')}): {hint}")
+            raise StoreNotFoundError(f"no {kind} run in the data store (no {kind}/{LATEST}): {hint}")
         return run
 
     # -- lineage -----------------------------------------------------------------------------------------------------

@@ -307,9 +307,7 @@ class Jobs:
         try:
             return self.store.read_json(self._path(job_id))
         except StoreNotFoundError:
-            raise JobNotFoundError(
-                f"no job {job_id} ({self.store.location(self._path(job_id))} does not exist)"
-            ) from None
+            raise JobNotFoundError(f"no job {job_id} (no {self._path(job_id)} in the data store)") from None
 
     # -- submitting --------------------------------------------------------------------------------------------------
 

@@ -18,13 +18,20 @@ from dataclasses import dataclass
 #: the auth marks: anyone; the bearer token; the token only when the body names a stored file (batch ``/score``)
 PUBLIC, TOKEN, TOKEN_FOR_BATCH = "public", "token", "token for a batch"
 LOCK = "🔒"
+#: the type of a request field that names a path inside the data store
+#: (:meth:`aml.mlops.datastore.DataStore.check_path`)
+STORE_PATH = "store path"
+#: the types of request fields: JSON's, and :data:`STORE_PATH`
+FIELD_TYPES = ("string", "number", "integer", "boolean", "array", "object", "string or null", STORE_PATH)
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """One row: ``method`` and Flask ``rule``, the ``handler`` (a function's name in :mod:`aml.project.handlers`,
     or the function), ``summary`` (``GET /api``, the client's docstring), the ``auth`` mark, the ``client``
-    method names, and the README's ``contract`` rows ``(request, answer)`` (default one row from the summary)."""
+    method names, the README's ``contract`` rows ``(request, answer)`` (default one row from the summary), and the
+    request's fields: ``fields`` ``(name, type)`` pairs (types from :data:`FIELD_TYPES`) sent as ``body`` (``json``
+    or ``form``), plus every field of the stage configuration ``config`` names (:func:`request_fields`)."""
 
     method: str
     rule: str
@@ -33,10 +40,23 @@ class Endpoint:
     auth: str = PUBLIC
     client: tuple = ()  # of str
     contract: tuple = ()  # of (request, answer) pairs
+    fields: tuple = ()  # of (name, type) pairs
+    config: str | None = None
+    body: str = "json"
 
     def __post_init__(self):
         if self.auth not in (PUBLIC, TOKEN, TOKEN_FOR_BATCH):
             raise ValueError(f"auth must be one of {PUBLIC!r}, {TOKEN!r}, {TOKEN_FOR_BATCH!r}, got {self.auth!r}")
+        unknown = [kind for _, kind in self.fields if kind not in FIELD_TYPES]
+        if unknown or self.body not in ("json", "form"):
+            raise ValueError(
+                f"field types must be among {FIELD_TYPES} and body json or form, got {unknown}, {self.body}"
+            )
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The rule's path parameters (``("job_id",)`` for ``/jobs/<job_id>``)."""
+        return tuple(re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", self.rule))
 
     @property
     def path(self) -> str:
@@ -66,7 +86,14 @@ class Endpoint:
 #: :meta hide-value:
 ENDPOINTS = (
     Endpoint("GET", "/", "page", "the HTML page for people: paste a message, see prediction, propensity and version"),
-    Endpoint("POST", "/", "page", "the page's form posted: the page with the result"),
+    Endpoint(
+        "POST",
+        "/",
+        "page",
+        "the page's form posted: the page with the result",
+        fields=(("text", "string"),),
+        body="form",
+    ),
     Endpoint("GET", "/api", "api_description", "the endpoint list as JSON"),
     Endpoint(
         "POST",
@@ -81,6 +108,8 @@ ENDPOINTS = (
                 '`200 {"run", "outputs": {processed, train, validation, test, scoring}, "rows", "duplicates_removed"}`',
             ),
         ),
+        fields=(("raw", STORE_PATH),),
+        config="prepare",
     ),
     Endpoint(
         "POST",
@@ -95,18 +124,19 @@ ENDPOINTS = (
                 '`202 {"job", "status"}` + `Location: /jobs/<id>`; `409` while a training runs',
             ),
         ),
+        config="train",
     ),
     Endpoint(
         "GET",
         "/jobs/<job_id>",
         "job_status",
-        "{status, progress, result}: a job's status, progress and result",
+        "{status, progress}: a job's status and progress; with the token also its parameters, result or error",
         client=("job",),
         contract=(
+            ("`GET /jobs/<id>`", '`{"id", "kind", "status": queued/running/succeeded/failed, "progress", …_at}`'),
             (
-                "`GET /jobs/<id>`",
-                '`{"status": queued/running/succeeded/failed, "progress", "message", "result": {…, '
-                '"model_version"}, "error"}`',
+                f"`GET /jobs/<id>` {LOCK}",
+                '`{…, "params", "message", "result": {…, "model_version", "report"}, "error"}`',
             ),
         ),
     ),
@@ -128,6 +158,8 @@ ENDPOINTS = (
                 '`{"output": "predictions/<run>/predictions.csv", "count", "spam", "actions", "model_version"}`',
             ),
         ),
+        fields=(("text", "string"), ("threshold", "number"), ("id", "string"), ("input", STORE_PATH)),
+        config="score",
     ),
     Endpoint(
         "POST",
@@ -142,6 +174,8 @@ ENDPOINTS = (
                 '`{"metrics": {"aucpr", "precision", "recall", …}, "output": "evaluations/<run>/metrics.json"}`',
             ),
         ),
+        fields=(("input", STORE_PATH),),
+        config="evaluate",
     ),
     Endpoint(
         "GET",
@@ -207,6 +241,34 @@ ENDPOINTS = (
         client=("monitoring_page",),
     ),
 )
+
+
+def _json_type(default, annotation: str) -> str:
+    """The request type of a configuration field from its default (and annotation when the default is None)."""
+    for python, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (dict, "object")):
+        if isinstance(default, python):
+            return name
+    if isinstance(default, (list, tuple)):
+        return "array"
+    return "string or null" if "str" in str(annotation) else "object"
+
+
+def request_fields(endpoint: Endpoint) -> dict[str, str]:
+    """``{name: type}`` of every field a request to ``endpoint`` may send: its own ``fields``, then the fields of
+    its stage ``config`` (``aml.project.settings.CONFIGS``, typed by their defaults) that a request may set (not
+    :data:`aml.project.settings.SERVER_ONLY`). What a hostile-input sweep generates its cases from."""
+    fields = dict(endpoint.fields)
+    if endpoint.config:
+        import dataclasses
+
+        from aml.project.settings import CONFIGS, SERVER_ONLY
+
+        for f in dataclasses.fields(CONFIGS[endpoint.config]):
+            if f.name in SERVER_ONLY.get(endpoint.config, ()) or f.name in fields:
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            fields[f.name] = _json_type(default, f.type)
+    return fields
 
 
 def describe(endpoints: Iterable[Endpoint] | None = None) -> dict[str, str]:

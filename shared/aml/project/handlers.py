@@ -4,19 +4,27 @@
 A handler turns the request into a stage call and the stage's answer into JSON: its parts (the store, the jobs, the
 model holder, the stage defaults, the experiment router, the metrics) are the app's :class:`Service`
 (:func:`service`), built once by :func:`aml.project.api.create_app`. The stages' errors become HTTP answers in
-:func:`stage_errors` (never a 500 for the caller's mistake).
+:func:`stage_errors` (never a 500 for the caller's mistake); the stages validate their settings before any work
+starts (``/train`` before its job is queued: :func:`aml.project.train.check_inputs`).
+
+Only predictions and health leave the API without the token: ``GET /jobs/<id>`` answers a caller without it the
+job's status and progress only (:data:`PUBLIC_JOB_FIELDS`), and with it the record without the server's process id
+and host name, a training's result without message texts or server paths (:func:`aml.project.train.public_result`)
+and a failed job's error with absolute paths cut to their last component (:func:`redact_paths`). Stage messages name
+store-relative paths only (:mod:`aml.mlops.datastore`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
-from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, Conflict, HTTPException, NotFound
 
 from aml.core import pages, web
 from aml.mlops import experiments, registry
@@ -29,16 +37,19 @@ from aml.project import score as score_stage
 from aml.project import train as train_stage
 from aml.project.run import KINDS
 from aml.project.serving import NO_MODEL, ModelHolder, Router, ServingModel
-from aml.project.settings import StageError, make_config
+from aml.project.settings import SERVER_ONLY, StageError, make_config
 from aml.spam.scoring import check_threshold
 from aml.spam.sms import DataValidationError
 
 log = logging.getLogger("aml.project.handlers")
 
-#: configuration fields only the service's configuration files set: a request may not name a local file for the
-#: server to read or log, a folder for it to write, or another registered model
-SERVER_ONLY = {"prepare": ("source",), "train": ("registered_model", "exports", "dockerfile")}
 MISSING_TEXT = '"text" is missing: send {"text": "the message to score"} or text=... as a form'
+#: what ``GET /jobs/<id>`` shows a caller without the token
+PUBLIC_JOB_FIELDS = ("id", "kind", "status", "progress", "created_at", "started_at", "finished_at")
+#: what it never shows (the stored record keeps them for the operator)
+SERVER_JOB_FIELDS = ("pid", "host")
+#: an absolute POSIX path (two components or more) inside a message: what :func:`redact_paths` cuts
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/-])/(?:[^\s'\"<>|,;:()\[\]{}/]+/)+([^\s'\"<>|,;:()\[\]{}/]*)")
 
 
 class ServiceUnavailable(HTTPException):
@@ -122,6 +133,26 @@ def store_path(store: DataStore, payload: Mapping, key: str = "input") -> str:
     if first not in KINDS or any(part.startswith(".") for part in path.split("/")):
         raise BadRequest(f'"{key}" must lie in one of the data folders {list(KINDS)}, got {value!r}')
     return path
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with every absolute path of the server cut to ``…/<last component>``: for messages that come from
+    libraries the service does not control (a failed job's error), which must not show the server's folders."""
+    return _ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}", text)
+
+
+def public_job(record: Mapping, full: bool) -> dict:
+    """What ``GET /jobs/<id>`` answers of a job's ``record``: with the token (``full``) everything but the process
+    id and host name, a training's ``result`` through :func:`aml.project.train.public_result` and the ``error``
+    through :func:`redact_paths`; without it, the status and progress fields (:data:`PUBLIC_JOB_FIELDS`)."""
+    if not full:
+        return {key: record[key] for key in PUBLIC_JOB_FIELDS if key in record}
+    out = {key: value for key, value in record.items() if key not in SERVER_JOB_FIELDS}
+    if out.get("kind") == "train" and isinstance(out.get("result"), dict):
+        out["result"] = train_stage.public_result(out["result"])
+    if isinstance(out.get("error"), str):
+        out["error"] = redact_paths(out["error"])
+    return out
 
 
 def stage_errors(fn: Callable, *args, **kwargs):
@@ -212,9 +243,7 @@ def page():
 def api_description():
     """``GET /api``: the endpoint table as JSON."""
     svc = service()
-    return jsonify(
-        {"service": "SMS spam filter (project)", "endpoints": endpoints.describe(svc.endpoints), "store": svc.store.url}
-    )
+    return jsonify({"service": "SMS spam filter (project)", "endpoints": endpoints.describe(svc.endpoints)})
 
 
 def prepare():
@@ -230,6 +259,10 @@ def train():
     """``POST /train``: the model stage as a background job (202 + ``Location``; 409 while one runs)."""
     svc = service()
     cfg = svc.config("train", json_body())
+    try:
+        stage_errors(train_stage.check_inputs, svc.store, cfg)  # a bad split is a 400 now, not a failed job later
+    except NotFound as exc:
+        raise Conflict(exc.description) from None  # no split run yet: call /prepare first
 
     def job(report):
         result = train_stage.train(svc.store, cfg, report)
@@ -249,11 +282,18 @@ def train():
 
 
 def job_status(job_id: str):
-    """``GET /jobs/<job_id>``: a job's record."""
+    """``GET /jobs/<job_id>``: a job's status and progress; with the token, its record (:func:`public_job`)."""
+    auth = service().auth
+    return auth.login_required(optional=True)(_job_record)(job_id)
+
+
+def _job_record(job_id: str):
+    svc = service()
     try:
-        return jsonify(service().jobs.get(job_id))
+        record = svc.jobs.get(job_id)
     except JobNotFoundError as exc:
         raise NotFound(str(exc)) from None
+    return jsonify(public_job(record, full=svc.auth.current_user() is not None))
 
 
 def score():

@@ -58,10 +58,10 @@ def ingest_raw(store: DataStore, source: str | Path | None = None) -> str:
 def raw_path(store: DataStore, config: PrepareConfig) -> str:
     """The raw data to prepare: ``config.raw``, else the latest raw run's file, ingested first when there is none."""
     if config.raw:
-        store.check_path(config.raw)
-        if not store.exists(config.raw):
-            raise FileNotFoundError(f"{store.location(config.raw)} not found in the data store")
-        return config.raw
+        rel = store.check_path(config.raw)
+        if not store.exists(rel):
+            raise FileNotFoundError(f"{rel} not found in the data store")
+        return rel
     run = store.latest("raw")
     if run is None:
         return ingest_raw(store, config.source)
@@ -84,7 +84,22 @@ def reference_profile(store: DataStore) -> tuple[str | None, Profile | None]:
     try:
         return run, Profile.from_dict(store.read_json(path))
     except ValueError as exc:  # also a JSON decode error
-        raise sms.DataValidationError(f"{store.location(path)} is not a readable profile: {exc}") from None
+        raise sms.DataValidationError(f"{path} in the data store is not a readable profile: {exc}") from None
+
+
+def read_raw(run: StoreRun, source: str) -> pd.DataFrame:
+    """The raw data at store path ``source``, recorded as the run's input: labelled messages (``label`` and
+    ``text``, validated by :func:`aml.spam.sms.check_sms_frame`); anything else (a scoring batch without labels, a
+    header without rows) is a :class:`~aml.spam.sms.DataValidationError` naming the file and what it lacks."""
+    frame = run.read_frame(source, record="raw")
+    missing = [column for column in ("label", stages.TEXT) if column not in frame.columns]
+    if missing:
+        raise sms.DataValidationError(
+            f"{source} is not raw labelled data: columns {missing} are missing (found {list(frame.columns)[:10]}); "
+            "raw data is label<TAB>text lines or a CSV with label and text columns"
+        )
+    sms.check_sms_frame(frame[["label", stages.TEXT]])
+    return frame
 
 
 def _test_data(run: StoreRun, clean: pd.DataFrame, config: PrepareConfig):
@@ -122,7 +137,7 @@ def prepare(store: DataStore, config: PrepareConfig | None = None, report: Repor
     source = raw_path(store, config)
     report(0.1, f"reading {source}")
     run = StoreRun(store, *KINDS)
-    clean, removed = sms.preprocess(run.read_frame(source, record="raw"))
+    clean, removed = sms.preprocess(read_raw(run, source))
     parts = stages.split_preprocessed(clean, seed=config.seed, fractions=config.fractions)
     report(0.3, "profiling and testing the processed data")
     tests, profile_files = _test_data(run, clean, config)

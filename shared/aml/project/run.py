@@ -25,7 +25,7 @@ import pandas as pd
 
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
-from aml.spam import sms, stages
+from aml.spam import stages
 
 #: the data store's folders, one run per folder inside each
 KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "evaluations", "actions", "shadow")
@@ -33,27 +33,27 @@ KINDS = ("raw", "processed", "split", "scoring", "training", "predictions", "eva
 
 def read_frame(store: DataStore, path: str) -> pd.DataFrame:
     """A data file of the store through :func:`aml.spam.stages.load_data` (same parsing and validation as a file
-    on disk): read in place for a local store, through a temporary copy otherwise."""
-    store.check_path(path)
-    local = store.local_path(path)
+    on disk): read in place for a local store, through a temporary copy otherwise. Messages name the store path,
+    never the server's folder; a missing file is a :class:`FileNotFoundError`, one that cannot be parsed a
+    :class:`~aml.spam.sms.DataValidationError`."""
+    rel = store.check_path(path)
+    local = store.local_path(rel)
     if local is not None:
         if not local.is_file():
-            raise FileNotFoundError(f"{store.location(path)} not found in the data store")
-        return stages.load_data(local)
-    data = store.read_bytes(path)
+            raise FileNotFoundError(f"{rel} not found in the data store")
+        return stages.load_data(local, name=rel)
+    data = store.read_bytes(rel)
     with tempfile.TemporaryDirectory(prefix="aml-store-") as tmp:
-        copy = Path(tmp) / Path(path).name
+        copy = Path(tmp) / Path(rel).name
         copy.write_bytes(data)
-        return stages.load_data(copy)
+        return stages.load_data(copy, name=rel)
 
 
 def read_csv(store: DataStore, path: str, **kwargs) -> pd.DataFrame:
-    """A CSV file of the store as a frame; a file pandas cannot parse is a
-    :class:`~aml.spam.sms.DataValidationError`."""
-    try:
-        return pd.read_csv(io.BytesIO(store.read_bytes(path)), **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise sms.DataValidationError(f"{path} is not a readable CSV file: {' '.join(str(exc).split())}") from None
+    """A CSV file of the store as a frame; a file pandas cannot parse, or whose rows have more fields than its
+    header, is a :class:`~aml.spam.sms.DataValidationError` (:func:`aml.spam.stages.read_csv_frame`)."""
+    rel = store.check_path(path)
+    return stages.read_csv_frame(io.BytesIO(store.read_bytes(rel)), rel, **kwargs)
 
 
 def load_split(store: DataStore, run: str | None = None) -> tuple[str, dict[str, pd.DataFrame]]:

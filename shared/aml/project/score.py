@@ -20,6 +20,7 @@ from aml.project.serving import Router, ServingModel, reference_for
 from aml.project.settings import ScoreConfig
 from aml.project.takedown import PREDICTIONS_FILE, takedown
 from aml.spam import stages
+from aml.spam.sms import DataValidationError
 
 log = logging.getLogger("aml.project.score")
 
@@ -98,6 +99,8 @@ def score_batch(
     start = time.perf_counter()
     run = StoreRun(store, "predictions")
     df = stages.prepare_scoring_data(run.read_frame(input_path, record="data"))
+    if df.empty:
+        raise DataValidationError(f"{input_path} holds no messages to score (an empty batch: a header and no rows)")
     texts = df[stages.TEXT]
     propensity = model.propensities(texts)
     if challenger is not None and challenger.version == model.version:

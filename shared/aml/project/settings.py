@@ -44,6 +44,11 @@ EXPORTS_ENV = "AML_MODEL_EXPORTS"
 NO_EXPORTS = "none"
 
 
+#: configuration fields only the service's configuration files set: a request may not name a local file for the
+#: server to read or log, a folder for it to write, or another registered model
+SERVER_ONLY = {"prepare": ("source",), "train": ("registered_model", "exports", "dockerfile")}
+
+
 class StageError(ValueError):
     """A request a stage cannot carry out as asked (bad configuration, unusable input): the caller's mistake."""
 
@@ -64,9 +69,26 @@ def _from_mapping(cls, mapping: Mapping | None):
         raise StageError(f"{cls.__name__}: {exc}") from None
 
 
+#: the largest seed a stage takes: NumPy's and scikit-learn's ``random_state`` (32 bits)
+MAX_SEED = 2**32 - 1
+#: the most digits a registered version number may have (a request's ``challenger``)
+MAX_VERSION_DIGITS = 12
+
+
+def _check_seed(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        shown = f"a number of {len(str(value))} digits" if isinstance(value, int) and value > MAX_SEED else repr(value)
+        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {shown}")
+    return value
+
+
 def _check_fraction(name: str, value, low: float = 0.0, high: float = 1.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    # compared as given: float() of a 400-digit integer overflows, and NaN fails every comparison
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        shown = (
+            f"a number of {len(str(value))} digits" if isinstance(value, int) and abs(value) > 10**9 else repr(value)
+        )
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {shown}")
     return float(value)
 
 
@@ -84,8 +106,7 @@ class PrepareConfig:
     data_tests: bool = True
 
     def __post_init__(self):
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        _check_seed(self.seed)
         fractions = tuple(self.fractions) if isinstance(self.fractions, (list, tuple)) else ()
         if len(fractions) != 3 or any(_check_fraction("fractions", f, 0.01, 0.98) <= 0 for f in fractions):
             raise ValueError(f"fractions must be three numbers in (0, 1), got {self.fractions!r}")
@@ -118,14 +139,13 @@ class TrainConfig:
     dockerfile: str | None = None
 
     def __post_init__(self):
-        from aml.spam.models import CATALOGUE, make_model
+        from aml.spam.models import CATALOGUE, check_params
 
-        if self.model not in CATALOGUE:
+        if not isinstance(self.model, str) or self.model not in CATALOGUE:
             raise ValueError(f"unknown model {self.model!r}: expected one of {sorted(CATALOGUE)}")
         if not isinstance(self.params, dict):
             raise ValueError(f"params must be an object, got {type(self.params).__name__}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        _check_seed(self.seed)
         if self.split is not None and (not isinstance(self.split, str) or not RUN_ID.match(self.split)):
             raise ValueError(
                 f"split must be a run id of split/ (YYYYMMDDTHHMMSSffffffZ-xxxxxx) or null, got {self.split!r}"
@@ -136,7 +156,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"{name} must be a path (a string) or null, got {value!r}")
-        make_model(self.model, seed=self.seed, **self.params)  # unknown hyper-parameter names fail here, not in a job
+        try:
+            check_params(self.model, self.params, self.seed)  # names, types and ranges fail here, not in a job
+        except ValueError as exc:
+            raise ValueError(f"params: {exc}") from None
         _check_fraction("min_precision", self.min_precision)
         _check_fraction("max_gap", self.max_gap)
         _check_fraction("min_aucpr", self.min_aucpr)
@@ -165,9 +188,15 @@ class ScoreConfig:
         challenger = self.challenger
         if isinstance(challenger, int) and not isinstance(challenger, bool):
             object.__setattr__(self, "challenger", challenger := str(challenger))
-        if challenger is not None and not (isinstance(challenger, str) and challenger.isdigit()):
-            raise ValueError(f"challenger must be a registered version number or null, got {challenger!r}")
-        if self.mode not in MODES:
+        if challenger is not None and not (
+            isinstance(challenger, str)
+            and challenger.isascii()
+            and challenger.isdigit()
+            and len(challenger) <= MAX_VERSION_DIGITS
+        ):
+            shown = challenger if not isinstance(challenger, str) or len(challenger) <= 40 else challenger[:40] + "..."
+            raise ValueError(f"challenger must be a registered version number or null, got {shown!r}")
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         _check_fraction("share", self.share)
 

@@ -15,7 +15,7 @@ from aml.mlops import registry, tracking
 from aml.mlops.datastore import DataStore
 from aml.project.prepare import Report, no_report
 from aml.project.run import StoreRun, load_split
-from aml.project.settings import TrainConfig
+from aml.project.settings import StageError, TrainConfig
 from aml.spam import stages
 
 log = logging.getLogger("aml.project.train")
@@ -77,6 +77,50 @@ def _tracked_fit(config: TrainConfig, champion, champion_version, data: dict, re
         return trained
 
     return fit_and_validate
+
+
+def check_inputs(store: DataStore, config: TrainConfig) -> str:
+    """The split run a training with ``config`` would read, checked before a job is queued: ``config.split`` (a
+    :class:`~aml.project.settings.StageError` naming the field when the store has no such run) or the latest one
+    (:class:`~aml.mlops.datastore.StoreNotFoundError` saying to call ``POST /prepare`` first when there is none).
+    Returns the run id."""
+    if config.split is None:
+        return store.resolve_latest("split", "call POST /prepare first")
+    missing = [name for name in stages.SPLITS if not store.exists(store.run_path("split", config.split, f"{name}.csv"))]
+    if missing:
+        runs = store.runs("split")[-3:]
+        raise StageError(
+            f"split: the data store has no split run {config.split!r} (files {missing} missing); the latest runs "
+            f"are {runs} (null: the latest)"
+        )
+    return config.split
+
+
+def public_result(result: dict) -> dict:
+    """What ``GET /jobs/<id>`` shows of a training's ``result``: everything but message texts and server paths.
+    The gate's sample predictions and failed behavioural-bank messages become counts (the texts stay in the store's
+    ``training/<run>/report.json`` and MLflow's ``validation/report.json``); the export is named by its folder's
+    name, not its place on the server."""
+    out = dict(result)
+    gate = dict(out.get("gate") or {})
+    if "samples" in gate:
+        samples = gate.pop("samples") or []
+        gate["samples"] = {"count": len(samples), "correct": sum(bool(s.get("correct")) for s in samples)}
+    behaviour = dict(gate.get("behaviour") or {})
+    if "bank_failures" in behaviour:
+        failures = behaviour.pop("bank_failures") or []
+        by_category: dict[str, int] = {}
+        for failure in failures:
+            category = str(failure.get("category", "unknown"))
+            by_category[category] = by_category.get(category, 0) + 1
+        behaviour["bank_failures"] = {"count": len(failures), "by_category": by_category}
+        gate["behaviour"] = behaviour
+    if gate:
+        out["gate"] = gate
+    if out.get("export"):
+        out["export"] = Path(out["export"]).name
+    out["report"] = f"training/{out['run']}/report.json" if out.get("run") else None
+    return out
 
 
 def train(store: DataStore, config: TrainConfig | None = None, report: Report = no_report) -> dict:

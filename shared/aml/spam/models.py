@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
+import math
 import re
 
 import numpy as np
@@ -314,6 +316,72 @@ def make_model(name: str, seed: int = 0, **params) -> BaseEstimator:
         raise ValueError(f"bad parameters for model {name!r}: {exc}") from None
 
 
+#: the largest integer a hyper-parameter may take (a seed, a count, a size): 32-bit, what NumPy's seeds accept
+MAX_INT_PARAM = 2**32 - 1
+
+
+def _factory(name: str):
+    """The function or class :data:`CATALOGUE`'s ``name`` calls (its signature names the hyper-parameters)."""
+    return KeywordHeuristic if name == "keyword_heuristic" else globals()[name.removeprefix("minilm_")]
+
+
+def _check_value(model: str, key: str, value, default) -> None:
+    """One hyper-parameter from a request: a JSON scalar, finite, in 32 bits, of its default's type."""
+    where = f"parameter {key!r} of model {model!r}"
+    if value is not None and not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"{where} must be a number, a string, true/false or null, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_INT_PARAM:
+        raise ValueError(f"{where} must lie within ±{MAX_INT_PARAM}, got a number of {len(str(int(value)))} digits")
+    if default is None or default is inspect.Parameter.empty:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    expected = (
+        ("true or false", isinstance(value, bool))
+        if isinstance(default, bool)
+        else ("an integer", isinstance(value, int) and not isinstance(value, bool))
+        if isinstance(default, int)
+        else ("a number", number)
+        if isinstance(default, float)
+        else ("a string", isinstance(value, str))
+        if isinstance(default, str)
+        else ("", True)
+    )
+    if not expected[1]:
+        raise ValueError(f"{where} must be {expected[0]}, got {value!r}")
+
+
+def check_params(name: str, params: dict, seed: int = 0) -> BaseEstimator:
+    """The unfitted model ``name`` with ``params`` (from a request or a configuration file), every hyper-parameter
+    checked before any fitting: each value a finite JSON scalar within 32 bits and of its default's type
+    (``{"C": "abc"}``, ``1e400``, a 400-digit integer refused), then every scikit-learn estimator inside the model
+    checked against scikit-learn's own constraints (``{"C": -1}`` refused: ``C`` must be in (0, inf)).
+
+    Why scikit-learn's private ``_validate_params``: it is the check ``fit`` runs first, and scikit-learn has no
+    public way to run it without fitting; a service must refuse bad settings when a training is requested, not fail
+    the job minutes later. Raises ``ValueError`` naming the parameter."""
+    if name not in CATALOGUE:
+        raise ValueError(f"unknown model {name!r}: expected one of {sorted(CATALOGUE)}")
+    signature = inspect.signature(_factory(name)).parameters
+    for key, value in params.items():
+        if key == "seed" or key not in signature:
+            raise ValueError(
+                f"unknown parameter {key!r} of model {name!r}: expected some of "
+                f"{sorted(k for k in signature if k != 'seed')}"
+            )
+        _check_value(name, key, value, signature[key].default)
+    model = make_model(name, seed=seed, **params)
+    estimators = [model, *(v for v in model.get_params(deep=True).values() if isinstance(v, BaseEstimator))]
+    for estimator in estimators:
+        if getattr(estimator, "_parameter_constraints", None) is not None:
+            try:
+                estimator._validate_params()
+            except ValueError as exc:  # InvalidParameterError
+                raise ValueError(f"model {name!r}: {exc}") from None
+    return model
+
+
 def benchmark_models(seed: int = 0, include_transformer: bool = True) -> dict[str, BaseEstimator]:
     """The benchmark line-up, simplest first (unfitted)."""
     return {
@@ -328,6 +396,7 @@ __all__ = [
     "SentenceEmbedder",
     "SpamCues",
     "benchmark_models",
+    "check_params",
     "embedding_logreg",
     "make_model",
     "minilm_path",

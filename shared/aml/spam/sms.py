@@ -46,27 +46,33 @@ class DataReport:
         )
 
 
-def read_sms_file(path: str | Path) -> pd.DataFrame:
+def read_sms_file(path: str | Path, name: str | None = None) -> pd.DataFrame:
     """Parse a ``label<TAB>text`` file (no header) into a frame with columns ``label``, ``text``.
 
     Raises :class:`FileNotFoundError` for a missing file and :class:`DataValidationError` for a line that is not
-    exactly two tab-separated columns.
+    exactly two tab-separated columns or a file that is not UTF-8 text. ``name``: the file as messages call it
+    (default its path; a service passes the store path its caller sent, not the server's folder).
     """
     path = Path(path)
+    name = name or str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SMS file not found: {path}")
+        raise FileNotFoundError(f"SMS file not found: {name}")
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise DataValidationError(
-                    f"{path}:{lineno}: expected 2 tab-separated columns (label, text), found {len(parts)}"
-                )
-            rows.append(parts)
+        lineno = 0
+        try:
+            for lineno, line in enumerate(fh, 1):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                parts = line.split("\t")
+                if len(parts) != 2:
+                    raise DataValidationError(
+                        f"{name}:{lineno}: expected 2 tab-separated columns (label, text), found {len(parts)}"
+                    )
+                rows.append(parts)
+        except UnicodeDecodeError as exc:
+            raise DataValidationError(f"{name}:{lineno + 1}: not UTF-8 text ({exc.reason})") from None
     return pd.DataFrame(rows, columns=["label", "text"])
 
 

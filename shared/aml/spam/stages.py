@@ -78,6 +78,7 @@ __all__ = [
     "predict_propensity",
     "prepare_scoring_data",
     "prepare_train_validation_test_split",
+    "read_csv_frame",
     "report",
     "save_data",
     "sample_predictions",
@@ -100,24 +101,48 @@ __all__ = [
 # -- data ------------------------------------------------------------------------------------------------------------
 
 
-def load_data(file_path: str | Path) -> pd.DataFrame:
+def read_csv_frame(source, name: str, **kwargs) -> pd.DataFrame:
+    """:func:`pandas.read_csv` of ``source`` (a path or a file object) for data a caller hands over: what pandas
+    cannot parse (binary, empty, ragged rows, not UTF-8) and rows with more fields than the header (texts with
+    unquoted commas: pandas would silently turn the extra leading fields into an index) are a
+    :class:`~aml.spam.sms.DataValidationError` naming ``name`` (the file as the caller knows it)."""
+    try:
+        df = pd.read_csv(source, **kwargs)
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError, ...
+        reason = " ".join(str(exc).split())[:200]
+        raise sms.DataValidationError(f"{name} is not a readable CSV file: {reason}") from None
+    if not df.index.equals(pd.RangeIndex(len(df))):  # ids 1, 2, 3... as an implicit index make a RangeIndex too
+        raise sms.DataValidationError(
+            f"{name}: rows have more fields than the header {list(df.columns)[:10]}: quote the texts that contain "
+            "commas (CSV quoting, as pandas' to_csv writes them)"
+        )
+    return df
+
+
+def load_data(file_path: str | Path, name: str | None = None) -> pd.DataFrame:
     """Read SMS data: the raw collection (``label<TAB>text`` lines, no header) or a CSV with a header (a split or
     scoring data written by :func:`save_data`). Strings are kept exactly as written; labelled data is validated
-    (:func:`aml.spam.sms.check_sms_frame`)."""
+    (:func:`aml.spam.sms.check_sms_frame`); a file that cannot be parsed is a
+    :class:`~aml.spam.sms.DataValidationError` (:func:`read_csv_frame`). ``name``: the file as messages call it
+    (default its path; a service passes the store path its caller sent)."""
     path = Path(file_path)
+    name = name or str(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise FileNotFoundError(f"data file not found: {name}")
     if path.suffix.lower() != ".csv":
-        df = sms.read_sms_file(path)
+        df = sms.read_sms_file(path, name=name)
         sms.check_sms_frame(df)
         return df
-    df = pd.read_csv(path, dtype={"label": "string", TEXT: "string", ID: "string"}, keep_default_na=False)
+    df = read_csv_frame(path, name, dtype={"label": "string", TEXT: "string", ID: "string"}, keep_default_na=False)
     if TEXT not in df.columns:
-        raise sms.DataValidationError(f"{path}: no {TEXT!r} column (found {list(df.columns)})")
+        raise sms.DataValidationError(f"{name}: no {TEXT!r} column (found {list(df.columns)[:10]})")
     if "label" in df.columns:
-        sms.check_sms_frame(df[["label", TEXT]])
+        try:
+            sms.check_sms_frame(df[["label", TEXT]])
+        except sms.DataValidationError as exc:
+            raise sms.DataValidationError(f"{name}: {exc}") from None
         if TARGET in df.columns and not ((df[TARGET] == 1) == (df["label"] == "spam")).all():
-            raise sms.DataValidationError(f"{path}: column y disagrees with label")
+            raise sms.DataValidationError(f"{name}: column y disagrees with label")
     return df
 
 

@@ -27,7 +27,7 @@ from aml.core import datasets
 from aml.devtools.fixtures import HAM_EXAMPLES, SPAM_EXAMPLES
 from aml.mlops import experiments, registry, tracking
 from aml.mlops.datastore import DataStore
-from aml.project import api, system
+from aml.project import api, handlers, system
 from aml.spam import MODEL_NAME, sms
 
 TOKEN = "unit-test-token-" + "z" * 24
@@ -63,7 +63,7 @@ def sms_slice(path: Path, lines: int = RAW_LINES) -> Path:
 def wait_job(client, job_id: str, timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        response = client.get(f"/jobs/{job_id}")
+        response = client.get(f"/jobs/{job_id}", headers=AUTH)
         assert response.status_code == 200, response.json
         if response.json["status"] in ("succeeded", "failed"):
             return response.json
@@ -226,11 +226,10 @@ def test_before_any_model_scoring_says_what_to_call_first(fresh):
     assert "aml_model_ready 0.0" in metrics and "aml_model_fallback 0.0" in metrics
 
 
-def test_train_before_prepare_fails_its_job_with_a_hint(fresh):
-    started = fresh.client.post("/train", json={}, headers=AUTH)
-    assert started.status_code == 202
-    job = wait_job(fresh.client, started.json["job"], timeout=60)
-    assert job["status"] == "failed" and "split" in job["error"]
+def test_train_before_prepare_is_refused_before_a_job_is_queued(fresh):
+    body = assert_json_error(fresh.client.post("/train", json={}, headers=AUTH), 409)
+    assert "split" in body["message"] and "POST /prepare" in body["message"]
+    assert fresh.store.list("jobs") == []  # no job queued to fail later
 
 
 # -- auth ------------------------------------------------------------------------------------------------------------
@@ -503,8 +502,24 @@ def test_the_page_escapes_the_message(client):
 # -- health, models, metrics -----------------------------------------------------------------------------------------
 
 
+def test_a_job_record_needs_the_token_beyond_status_and_progress(client, served):
+    job = served.job["id"]
+    public = client.get(f"/jobs/{job}").json
+    assert set(public) <= set(handlers.PUBLIC_JOB_FIELDS) and public["status"] == "succeeded"
+    assert client.get(f"/jobs/{job}", headers=WRONG).json == public  # a wrong token sees what anyone sees
+    full = client.get(f"/jobs/{job}", headers=AUTH).json
+    assert full["result"]["model_version"] == "1" and full["params"]["model"] == FAST["model"]
+    assert "pid" not in full and "host" not in full and str(served.root) not in json.dumps(full)
+    assert served.store.exists(full["result"]["report"])  # the texts of the gate's samples are there
+    missing = assert_json_error(client.get("/jobs/train-20200101T000000Z-abcdef01"), 404)
+    assert (
+        "jobs/train-20200101T000000Z-abcdef01.json" in missing["message"] and str(served.root) not in missing["message"]
+    )
+
+
 def test_api_description_and_health(client):
     description = client.get("/api").json
+    assert "store" not in description
     assert "POST /train" in description["endpoints"] and "POST /score" in description["endpoints"]
     health = client.get("/health").json
     assert health["status"] == "ok" and health["ready"] and health["serving"]["version"] in ("1", "2")

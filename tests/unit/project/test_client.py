@@ -22,6 +22,16 @@ def url(tmp_path):
             yield url
 
 
+def broken_split(store: DataStore) -> str:
+    """A split run whose files are there but hold no labelled data: a training passes the checks made before its
+    job is queued, then fails in the job."""
+    run = store.new_run("split")
+    for name in ("train", "validation", "test"):
+        store.write_text(store.run_path("split", run, f"{name}.csv"), "id,text\n1,hello\n")
+    store.set_latest("split", run)
+    return run
+
+
 def test_answers_are_decoded(url):
     client = SystemClient(url + "/", TOKEN)
     assert client.url == url and client.health()["status"] == "no_model"
@@ -45,12 +55,15 @@ def test_errors_carry_the_status_and_the_message(url):
         client.evaluate("predictions/x/predictions.csv")
 
 
-def test_train_waits_for_the_job_and_a_failed_job_raises(url):
+def test_train_waits_for_the_job_and_a_failed_job_raises(url, tmp_path):
     client = SystemClient(url, TOKEN)
+    with pytest.raises(ServiceError, match="HTTP 409: no split run .*call POST /prepare first"):
+        client.train(wait=False)  # refused before a job is queued
+    broken_split(DataStore(tmp_path / "data"))
     started = client.train(wait=False)
     assert started["status"] in ("queued", "running")
     seen = []
-    with pytest.raises(ServiceError, match=f"job {started['job']} failed: StoreNotFoundError: no split run") as caught:
+    with pytest.raises(ServiceError, match=f"job {started['job']} failed: KeyError") as caught:
         client.wait(started["job"], timeout=60, poll=0.1, progress=seen.append)
     assert caught.value.body["job"]["status"] == "failed" and seen[-1]["status"] == "failed"
 

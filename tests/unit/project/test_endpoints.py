@@ -12,7 +12,7 @@ from aml.devtools import testenv
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
 from aml.project import api, client, endpoints, handlers
-from aml.project.endpoints import ENDPOINTS, Endpoint
+from aml.project.endpoints import ENDPOINTS, STORE_PATH, Endpoint, request_fields
 
 TOKEN = "endpoints-token-" + "q" * 16
 
@@ -93,3 +93,23 @@ def test_rows_are_checked():
     with pytest.raises(ValueError, match="auth must be one of"):
         Endpoint("GET", "/x", "x", "x", auth="admin")
     assert Endpoint("GET", "/jobs/<string:job_id>", "job_status", "").key == "GET /jobs/<job_id>"
+
+
+def test_request_fields_come_from_the_rows_and_their_stage_configurations():
+    rows = {row.key: row for row in ENDPOINTS}
+    assert request_fields(rows["POST /prepare"]) == {
+        "raw": STORE_PATH,
+        "seed": "integer",
+        "fractions": "array",
+        "data_tests": "boolean",
+    }  # "source" only the configuration files set
+    train = request_fields(rows["POST /train"])
+    assert train["params"] == "object" and train["split"] == "string or null" and train["min_aucpr"] == "number"
+    assert not {"registered_model", "exports", "dockerfile"} & set(train)
+    assert request_fields(rows["POST /score"])["input"] == STORE_PATH and request_fields(rows["GET /health"]) == {}
+    assert rows["POST /"].body == "form" and rows["GET /jobs/<job_id>"].parameters == ("job_id",)
+
+
+def test_field_types_are_checked():
+    with pytest.raises(ValueError, match="field types"):
+        Endpoint("POST", "/x", "x", "", fields=(("a", "str"),))

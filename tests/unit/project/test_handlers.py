@@ -61,3 +61,38 @@ def test_stage_errors_become_http_answers(error, answer):
 
     with pytest.raises(answer):
         handlers.stage_errors(stage)
+
+
+def test_redact_paths_cuts_absolute_paths_to_their_last_component():
+    assert handlers.redact_paths("FileNotFoundError: /srv/aml/store/split/x/train.csv not found") == (
+        "FileNotFoundError: …/train.csv not found"
+    )
+    assert handlers.redact_paths("OSError: [Errno 2] '/etc/passwd'") == "OSError: [Errno 2] '…/passwd'"
+    kept = "split/x/test.csv, s3://bucket/data/x.csv, https://host/a/b, /train, 1/2"
+    assert handlers.redact_paths(kept) == kept
+
+
+def test_public_job_shows_status_without_the_token_and_no_server_details_with_it():
+    record = {
+        "id": "train-20260101T000000Z-0123abcd",
+        "kind": "train",
+        "status": "failed",
+        "progress": 0.5,
+        "message": "training on split x",
+        "pid": 4242,
+        "host": "server-7",
+        "created_at": "t",
+        "params": {"model": "m"},
+        "error": "FileNotFoundError: /srv/store/split/x/train.csv",
+    }
+    public = handlers.public_job(record, full=False)
+    assert public == {"id": record["id"], "kind": "train", "status": "failed", "progress": 0.5, "created_at": "t"}
+    full = handlers.public_job(record, full=True)
+    assert "pid" not in full and "host" not in full and full["params"] == {"model": "m"}
+    assert full["error"] == "FileNotFoundError: …/train.csv" and record["pid"] == 4242  # the record is untouched
+
+
+def test_api_description_does_not_show_the_store(app):
+    with app.test_request_context("/api"):
+        body = handlers.api_description().get_json()
+    assert "store" not in body and str(app.extensions["aml"]["store"].root) not in str(body)

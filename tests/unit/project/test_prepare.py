@@ -185,3 +185,22 @@ def test_prepare_refuses_shifted_data_listing_every_failed_check_and_keeps_lates
 def test_data_tests_must_be_true_or_false(value):
     with pytest.raises(settings.StageError, match="data_tests"):
         settings.make_config("prepare", {}, {"data_tests": value})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"label,text\n", "the SMS data is empty"),
+        (b"text\nhello\n", "columns \\['label'\\] are missing"),
+        (b"id,text\n", "columns \\['label'\\] are missing"),
+        (b"label,text\nham,\nspam,\n", "empty text"),
+        (b"\x00\xff\xfe binary", "not a readable CSV"),
+    ],
+    ids=["header only", "no labels", "scoring header", "empty texts", "binary"],
+)
+def test_raw_data_that_is_not_labelled_messages_is_refused_naming_the_file(store, content, message):
+    store.write_bytes("raw/upload.csv", content)
+    with pytest.raises(DataValidationError, match=message) as caught:
+        prepare.prepare(store, settings.PrepareConfig(raw="raw/upload.csv"))
+    assert "raw/upload.csv" in str(caught.value) and str(store.root) not in str(caught.value)
+    assert store.latest("split") is None

@@ -50,3 +50,17 @@ def test_reads_say_what_is_wrong(store):
 def test_store_summary_lists_every_folder(store):
     summary = run.store_summary(store)
     assert list(summary.index) == [f"{kind}/" for kind in run.KINDS] and summary["runs"].sum() == 0
+
+
+def test_read_messages_name_the_store_path_not_the_server_folder(store):
+    run_id = store.new_run("split")
+    bad = store.run_path("split", run_id, "bad.csv")
+    store.write_bytes(bad, b"id,text\n1,a, b\n")
+    for call, error in (
+        (lambda: run.read_frame(store, f"split/{run_id}/missing.csv"), FileNotFoundError),
+        (lambda: run.read_frame(store, bad), DataValidationError),
+        (lambda: run.read_csv(store, bad), DataValidationError),
+    ):
+        with pytest.raises(error) as caught:
+            call()
+        assert f"split/{run_id}/" in str(caught.value) and str(store.root) not in str(caught.value)

@@ -4,9 +4,11 @@ scoring, shadow and A/B experiments."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from aml.project import evaluate, run, score, settings
 from aml.spam import stages
+from aml.spam.sms import DataValidationError
 
 
 def test_score_batch_stores_the_drift_report_of_the_batch(store, two_versions):
@@ -85,3 +87,11 @@ def test_a_challenger_that_is_the_champion_is_no_experiment(store, two_versions)
     result = score.score_batch(store, two_versions["1"], test, config, challenger=two_versions["1"])
     assert result["experiment"] is None
     assert "challenger_propensity" not in store.read_csv(result["output"]).columns
+
+
+def test_an_empty_batch_is_refused_before_anything_is_written(store, two_versions):
+    store.write_text("scoring/empty.csv", "id,text\n")
+    before = store.runs("predictions")
+    with pytest.raises(DataValidationError, match="scoring/empty.csv holds no messages to score"):
+        score.score_batch(store, two_versions["1"], "scoring/empty.csv")
+    assert store.runs("predictions") == before

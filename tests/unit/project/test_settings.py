@@ -13,21 +13,23 @@ from aml.project import settings
 
 
 BAD_VALUES = [
-    ("prepare", "seed", [-1, 1.5, True, "42", None]),
+    ("prepare", "seed", [-1, 1.5, True, "42", None, 10**400, 2**32]),
     ("prepare", "fractions", [[0.5, 0.5, 0.5], [0.5, 0.5], [0.0, 0.5, 0.5], [True, 0.5, 0.5], "abc", 0.7, None]),
     ("prepare", "raw", [3, ["raw/x"]]),
     ("prepare", "source", [3, {"path": "x"}]),
     ("train", "model", ["no_such_model", 3, None]),
-    ("train", "params", [["C", 1], "C=1", {"no_such_param": 1}]),
-    ("train", "seed", ["0", 1.5, True, None]),
-    ("train", "min_precision", [1.5, -0.1, "0.9", None, True]),
+    ("train", "params", [["C", 1], "C=1", {"no_such_param": 1}, {"C": "abc"}, {"C": -1}, {"C": float("inf")}]),
+    ("train", "params", [{"C": 10**400}, {"C": float("nan")}, {"seed": 1}, {"C": [1]}, {"char_min_df": 2.5}]),
+    ("train", "seed", ["0", 1.5, True, None, 10**400]),
+    ("train", "split", ["latest", 3, "../x", "20200101T000000000000Z-ABCDEF"]),
+    ("train", "min_precision", [1.5, -0.1, "0.9", None, True, 10**400, -(10**400), float("nan")]),
     ("train", "max_gap", [2, -1, "0.05", None]),
     ("train", "min_aucpr", [2, -0.5, "0.95", False]),
     ("evaluate", "metrics", [["aucpr", "luck"], ["precision", "recall", "f2"]]),
     ("score", "monitoring", ["yes", 1, None]),
-    ("score", "challenger", ["latest", "v2", 1.5, True, [2]]),
+    ("score", "challenger", ["latest", "v2", 1.5, True, [2], "9" * 400, 10**400, "\u0663"]),
     ("score", "mode", ["canary", None, 1]),
-    ("score", "share", [1.5, -0.1, "0.1", None, True]),
+    ("score", "share", [1.5, -0.1, "0.1", None, True, 10**400, float("inf")]),
 ]
 
 
@@ -137,3 +139,11 @@ def test_a_configuration_file_that_is_not_a_mapping_stops_the_start(tmp_path):
     (tmp_path / "train.yaml").write_text("model: no_such_model\n")
     with pytest.raises(settings.StageError, match="unknown model"):
         settings.ProjectSettings.from_environment(tmp_path, {}, config_dir=tmp_path)
+
+
+def test_huge_numbers_are_named_by_their_size_not_echoed():
+    with pytest.raises(settings.StageError, match=r"seed must be an integer in \[0, 4294967295\], got a number of 401"):
+        settings.make_config("prepare", {}, {"seed": 10**400})
+    with pytest.raises(settings.StageError, match="share must be a number in .* got a number of 401 digits"):
+        settings.make_config("score", {}, {"share": 10**400})
+    assert settings.make_config("train", {}, {"seed": settings.MAX_SEED}).seed == settings.MAX_SEED

@@ -164,3 +164,32 @@ def test_cues_linear_svm_entry_fits_toy_data_and_pickles():
     assert np.allclose(clone.predict_proba(X), model.predict_proba(X))
     with pytest.raises(ValueError, match="cue_weight must be positive"):
         models.make_model("tfidf_cues_linear_svm", cue_weight=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("tfidf_linear_svm", {"C": "abc"}, "'C' of model 'tfidf_linear_svm' must be a number"),
+        ("tfidf_linear_svm", {"C": -1}, "'C' parameter of LinearSVC must be a float in the range"),
+        ("tfidf_linear_svm", {"C": float("inf")}, "must be a finite number"),
+        ("tfidf_linear_svm", {"C": 10**400}, "got a number of 401 digits"),
+        ("tfidf_linear_svm", {"C": True}, "must be a number"),
+        ("tfidf_linear_svm", {"char_min_df": 2.5}, "must be an integer"),
+        ("tfidf_linear_svm", {"C": {"a": 1}}, "must be a number, a string, true/false or null"),
+        ("tfidf_linear_svm", {"seed": 1}, "unknown parameter 'seed'"),
+        ("tfidf_naive_bayes", {"alpha": -1}, "'alpha' parameter of MultinomialNB"),
+        ("tfidf_random_forest", {"n_estimators": 0}, "'n_estimators' parameter of RandomForestClassifier"),
+        ("keyword_heuristic", {"scale": "x"}, "'scale' of model 'keyword_heuristic' must be a number"),
+        ("no_such_model", {}, "unknown model"),
+    ],
+)
+def test_check_params_refuses_bad_hyper_parameters_before_any_fit(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        models.check_params(name, params)
+
+
+def test_check_params_returns_the_unfitted_model():
+    model = models.check_params("tfidf_linear_svm", {"C": 2, "char_min_df": 3}, seed=5)
+    assert model.get_params()["clf__estimator__C"] == 2
+    for name in models.CATALOGUE:
+        models.check_params(name, {})

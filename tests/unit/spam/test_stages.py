@@ -311,3 +311,37 @@ def test_tune_keeps_the_default_unless_clearly_better(toy_frame):
     assert stages.best_params(forced, grid) == {"C": 0.001, "seed": 0}
     with pytest.raises(ValueError, match="combinations"):
         stages.best_params(table, {"C": [1.0]})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00\x81binary", "not a readable CSV file"),
+        (b"", "not a readable CSV file: No columns"),
+        (b"id,text\n1,a\n2,b,c,d\n", "not a readable CSV file"),
+        (b"id,text\n1,hello, there\n2,see you, later\n", "rows have more fields than the header"),
+        (b"id,text\n" + b"".join(b"%d,a, b, c\n" % (i % 3) for i in range(50)), "quote the texts that contain commas"),
+    ],
+    ids=["binary", "empty", "ragged", "unquoted commas", "unquoted commas, repeated ids"],
+)
+def test_load_data_refuses_what_pandas_cannot_parse_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataValidationError, match=message) as caught:
+        stages.load_data(path, name="split/run/x.csv")
+    assert str(caught.value).startswith("split/run/x.csv") and str(tmp_path) not in str(caught.value)
+
+
+def test_load_data_names_the_file_in_every_message(tmp_path):
+    cases = {
+        "header.csv": (b"label,text\n", "split/x/header.csv: the SMS data is empty"),
+        "notext.csv": (b"id,body\n1,a\n", "split/x/notext.csv: no 'text' column"),
+        "raw": ("ham\tcaf\xe9\n".encode("latin-1"), "split/x/raw:1: not UTF-8 text"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataValidationError, match=message) as caught:
+            stages.load_data(tmp_path / name, name=f"split/x/{name}")
+        assert str(tmp_path) not in str(caught.value)
+    with pytest.raises(FileNotFoundError, match="data file not found: split/x/none.csv"):
+        stages.load_data(tmp_path / "none.csv", name="split/x/none.csv")
