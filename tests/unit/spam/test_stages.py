@@ -311,3 +311,20 @@ def test_tune_keeps_the_default_unless_clearly_better(toy_frame):
     assert stages.best_params(forced, grid) == {"C": 0.001, "seed": 0}
     with pytest.raises(ValueError, match="combinations"):
         stages.best_params(table, {"C": [1.0]})
+
+
+def test_validate_reports_the_out_of_domain_figures_and_gate(toy, naive_bayes):
+    result = stages.validate(naive_bayes, toy["train"], toy["validation"], threshold=0.5, out_of_domain=True)
+    assert set(result["out_of_domain"]) >= {"ham_kept", "spam_caught", "aucpr"}
+    assert "out_of_domain:ham_lost" not in result["checks"]  # no champion
+    result = stages.validate(
+        naive_bayes,
+        toy["train"],
+        toy["validation"],
+        threshold=0.5,
+        out_of_domain=True,
+        champion=naive_bayes,
+        champion_threshold=0.5,
+    )
+    assert result["checks"]["out_of_domain:ham_lost"]["value"] == 0.0 and result["out_of_domain"]["ham_lost"] == []
+    assert stages.validate(naive_bayes, toy["train"], toy["validation"], threshold=0.5)["out_of_domain"] is None
