@@ -95,8 +95,8 @@ class ServingModel:
 def serving_model(model, threshold: float, served: registry.Served | None = None) -> ServingModel:
     """Make ``model`` ready to serve: compile the lean scorer (verified equal to ``model`` on :data:`PROBES` and
     the behavioural bank; the model itself serves when it cannot be compiled; a cascade serves with its first stage
-    compiled), then the smoke check — every probe
-    scored with a propensity in [0, 1]. Raises when the model cannot score."""
+    compiled), then the smoke check — every probe scored with a propensity in [0, 1] (by a cascade's second stage
+    too). Raises when the model cannot score."""
     from aml.spam import behaviour
 
     threshold = check_threshold(threshold)
@@ -108,6 +108,11 @@ def serving_model(model, threshold: float, served: registry.Served | None = None
         raise ValueError(f"smoke check failed: propensities {propensity.tolist()} for the probe texts")
     for text in PROBES:
         ready.score_one(text)
+    second = getattr(scorer, "second_", None)
+    if second is not None:  # a cascade: its second stage must score too, whether or not a probe falls in its band
+        p2 = np.asarray(second.predict_proba(list(PROBES)), dtype=float)
+        if p2.shape != (len(PROBES), 2) or not np.all((p2 >= 0) & (p2 <= 1)):
+            raise ValueError(f"smoke check failed: the cascade's second stage returned {p2.tolist()} for the probes")
     return ready
 
 

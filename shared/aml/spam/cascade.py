@@ -57,6 +57,7 @@ __all__ = [
     "choose_weight",
     "combine",
     "routed_share",
+    "tfidf_minilm_cascade",
 ]
 
 #: log-odds added on each side of the validation overlap (see the module's docstring)
@@ -157,6 +158,24 @@ def choose_weight(p1, p2, y, band: Band, weights: Sequence[float] = WEIGHTS) -> 
         scores[float(w)] = average_precision(np.asarray(y).astype(int), p)
     top = max(scores.values())
     return next(w for w in scores if scores[w] >= top - AUCPR_TIE), scores
+
+
+def tfidf_minilm_cascade(
+    seed: int = 0, C: float = 1.0, margin: float = MARGIN, max_share: float = MAX_SHARE, **transformer_params
+) -> Cascade:
+    """The served cascade (catalogue entry ``tfidf_minilm_cascade``): the TF-IDF linear SVM
+    (:func:`aml.spam.models.tfidf_linear_svm`, ``C``) first, the fine-tuned MiniLM
+    (:class:`aml.spam.transformer.FineTunedTransformer`, ``transformer_params``) second, exported to ONNX."""
+    from aml.spam.models import tfidf_linear_svm
+    from aml.spam.transformer import FineTunedTransformer
+
+    return Cascade(
+        first=tfidf_linear_svm(C=C, seed=seed),
+        second=FineTunedTransformer(seed=seed, **transformer_params),
+        margin=margin,
+        max_share=max_share,
+        seed=seed,
+    )
 
 
 def routed_share(cascade: Cascade, texts: Iterable[str]) -> float:
