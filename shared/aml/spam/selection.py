@@ -30,6 +30,15 @@ SEARCH_SPACE: dict[str, dict[str, list]] = {
 }
 
 
+#: the selected model's seed study before the out-of-domain work (issue 24), for the notebook to print beside today's
+SEED_STUDY_BEFORE = {
+    "model": "tfidf_linear_svm",
+    "test_aucpr_mean": 0.989,
+    "test_aucpr_std": 0.005,
+    "conditions": "split seeds 0-4, make run full budget, 2026-11-26",
+}
+
+
 def search_space(budget: str = "full") -> dict[str, dict[str, list]]:
     """:data:`SEARCH_SPACE`, or on the ``smoke`` budget two values of each model's first parameter and the default of
     the others (the same code path, a fraction of the fits)."""
@@ -75,11 +84,15 @@ def search_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def tuned_candidates(
-    tables: dict[str, pd.DataFrame], seed: int = 0, include_transformer: bool = True
+    tables: dict[str, pd.DataFrame],
+    seed: int = 0,
+    include_transformer: bool = True,
+    params: dict[str, dict] | None = None,
 ) -> tuple[dict, dict[str, dict]]:
-    """The benchmark line-up with each tuned model at its chosen parameters: ``(candidates, {model: params})``."""
+    """The benchmark line-up with each tuned model at its chosen parameters: ``(candidates, {model: params})``.
+    ``params``: fixed settings of untuned models (e.g. :func:`aml.spam.models.transformer_params` of the budget)."""
     chosen = {name: stages.best_params(table) for name, table in tables.items()}
-    candidates = models.benchmark_models(seed=seed, include_transformer=include_transformer)
+    candidates = models.benchmark_models(seed=seed, include_transformer=include_transformer, params=params)
     for name, params in chosen.items():
         candidates[name] = models.make_model(name, seed=seed, **params)
     return candidates, chosen

@@ -10,7 +10,8 @@ function                                                     what it does
 ``save_data(df, file_path) -> file_path``                    write a CSV atomically (temporary name, then rename)
 ``prepare_train_validation_test_split(df) -> 3 frames``      strip, add ``y``, drop duplicate texts, stratified split
 ``prepare_scoring_data(df) -> df_scoring``                   the ``text`` column (and an ``id``) of unlabelled data
-``fit(model, df) -> model``                                  fit on the ``text``/``y`` columns
+``fit(model, df, df_val=None) -> model``                     fit on the ``text``/``y`` columns (validation only
+                                                             for a model that early-stops or stacks on it)
 ``score(model, df, threshold) -> df_scored``                 add ``propensity`` and ``prediction`` (the threshold is
                                                              applied apart from the propensity)
 ``evaluate(df_scored, metrics) -> results``                  the metrics of scored, labelled data
@@ -251,9 +252,17 @@ def split_manifest(data_dir: str | Path, seed: int) -> dict[str, Any]:
 # -- model -----------------------------------------------------------------------------------------------------------
 
 
-def fit(model, df: pd.DataFrame):
-    """Fit ``model`` on the ``text``/``y`` columns of ``df``; returns the fitted model."""
-    return model.fit(df[TEXT].tolist(), df[TARGET].to_numpy())
+def fit(model, df: pd.DataFrame, df_val: pd.DataFrame | None = None):
+    """Fit ``model`` on the ``text``/``y`` columns of ``df``; returns the fitted model. With ``df_val``, a model
+    whose ``fit`` takes ``X_val``/``y_val`` (the fine-tuned transformer's early stopping, the stack's combiner:
+    :func:`aml.spam.transformer.accepts_validation`) gets the validation texts and labels too; other models never
+    see them."""
+    from aml.spam.transformer import accepts_validation
+
+    X, y = df[TEXT].tolist(), df[TARGET].to_numpy()
+    if df_val is not None and accepts_validation(model):
+        return model.fit(X, y, X_val=df_val[TEXT].tolist(), y_val=df_val[TARGET].to_numpy())
+    return model.fit(X, y)
 
 
 def predict_propensity(model, texts: pd.DataFrame | Iterable[str]) -> np.ndarray:
@@ -421,10 +430,11 @@ def train(
     name: str | None = None,
     params: Mapping | None = None,
 ) -> Trained:
-    """Fit ``model`` (a fresh clone) on train, score train and validation, choose the threshold on validation
-    (highest recall with precision ≥ ``min_precision``) and evaluate both splits at it."""
+    """Fit ``model`` (a fresh clone) on train (a model that early-stops or stacks on validation gets ``df_val`` too,
+    see :func:`fit`), score train and validation, choose the threshold on validation (highest recall with precision
+    ≥ ``min_precision``) and evaluate both splits at it."""
     start = time.perf_counter()
-    fitted = fit(clone(model), df_train)
+    fitted = fit(clone(model), df_train, df_val)
     seconds = time.perf_counter() - start
     p_val = predict_propensity(fitted, df_val)
     threshold = _metrics.choose_threshold(df_val[TARGET], p_val, min_precision)

@@ -232,21 +232,32 @@ def fit_baseline(
 # ---------------------------------------------------------------------------------------------------- transformer
 
 
-def load_transformer(model_name: str | Path | None = None, num_labels: int = len(LABELS)):
+def load_transformer(
+    model_name: str | Path | None = None, num_labels: int | None = None, labels: Sequence[str] | None = None
+):
     """(tokenizer, sequence-classification model) from a local folder or hub name; ``None``: offline MiniLM-L6-v2.
 
-    The classification head is new (randomly initialised): transformers reports it as MISSING, as expected.
+    The head has one output per class: ``labels`` names them (default: the three sentiments, or ``LABEL_<i>`` when
+    only ``num_labels`` is given and it is not 3; the spam filter passes ``("ham", "spam")``). The classification
+    head is new (randomly initialised): transformers reports it as MISSING, as expected.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if labels is None:
+        labels = LABELS if num_labels in (None, len(LABELS)) else tuple(f"LABEL_{i}" for i in range(num_labels))
+    labels = tuple(labels)
+    if num_labels is not None and num_labels != len(labels):
+        raise ValueError(f"num_labels={num_labels} but {len(labels)} labels {list(labels)}")
+    if len(labels) < 2:
+        raise ValueError(f"a classifier needs at least two labels, got {list(labels)}")
     source = str(model_name or text_features.minilm_path())
     tokenizer = AutoTokenizer.from_pretrained(source)
     with text_features.quiet_pretrained_loading(errors_only=True):  # the "newly initialised head" report is expected
         model = AutoModelForSequenceClassification.from_pretrained(
             source,
-            num_labels=num_labels,
-            id2label=dict(enumerate(LABELS)),
-            label2id=LABEL_IDS,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
         )
     return tokenizer, model
 
@@ -369,8 +380,10 @@ def fine_tune(
     seed: int = 42,
     device=None,
     progress: bool = True,
+    labels: Sequence[str] = LABELS,
 ) -> FineTuned:
-    """Fine-tune a pretrained transformer (all weights) for the three sentiments; best validation-loss weights kept.
+    """Fine-tune a pretrained transformer (all weights) for the classes ``labels`` (default: the three sentiments;
+    the frames' ``label`` column holds their index); best validation-loss weights kept.
 
     AdamW with a linear warm-up/decay schedule and gradient clipping at 1.0: the standard recipe for BERT-style
     models. ``evals_per_epoch`` validation passes per epoch give early stopping a choice within a 1-2 epoch run.
@@ -378,7 +391,7 @@ def fine_tune(
     import torch
 
     training.seed_everything(seed)  # the new head's initialisation is seeded too
-    tokenizer, model = load_transformer(model_name)
+    tokenizer, model = load_transformer(model_name, labels=labels)
     train_loader = make_text_loader(tokenizer, train["text"], train["label"], batch_size, max_length, shuffle=True)
     val_loader = make_text_loader(tokenizer, validation["text"], validation["label"], batch_size * 2, max_length)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
@@ -430,12 +443,13 @@ def predict_texts(
     device=None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Class probabilities (n × 3) for ``texts``, in their order (batches are run in length order)."""
+    """Class probabilities (n × the model's classes) for ``texts``, in their order (batches are run in length
+    order)."""
     import torch
 
     texts = list(texts)
     if not texts:
-        return np.zeros((0, len(LABELS)), dtype=np.float32)
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
     loader = make_text_loader(tokenizer, texts, None, batch_size, max_length)
     device = training.pick_device(device)
     model.to(device).eval()

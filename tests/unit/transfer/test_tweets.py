@@ -197,6 +197,18 @@ def test_load_transformer_offline_minilm(minilm):
     assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id
 
 
+def test_load_transformer_with_other_labels():
+    _, model = tweets.load_transformer(labels=("ham", "spam"))
+    assert model.config.num_labels == 2 and model.config.id2label == {0: "ham", 1: "spam"}
+    assert model.config.label2id == {"ham": 0, "spam": 1}
+    _, model = tweets.load_transformer(num_labels=2)
+    assert model.config.id2label == {0: "LABEL_0", 1: "LABEL_1"}
+    with pytest.raises(ValueError, match="num_labels=2 but 3 labels"):
+        tweets.load_transformer(num_labels=2, labels=tweets.LABELS)
+    with pytest.raises(ValueError, match="at least two labels"):
+        tweets.load_transformer(labels=("only",))
+
+
 def test_make_text_loader_pads_dynamically(minilm):
     tokenizer, _ = minilm
     texts = ["short", "a somewhat longer tweet with more words in it", "mid length tweet"]
