@@ -219,3 +219,19 @@ def test_with_a_lean_first_stage_gives_the_same_propensities(data):
     np.testing.assert_allclose(served.predict_proba(texts), model.predict_proba(texts), rtol=0, atol=1e-9)
     for text in texts[:40]:
         assert served.propensity(text) == pytest.approx(model.predict_proba([text])[0, 1], abs=1e-9)
+
+
+def test_the_catalogue_cascade_is_the_tfidf_svm_and_the_fine_tuned_transformer():
+    from aml.spam import models
+    from aml.spam.transformer import FineTunedTransformer
+
+    model = models.make_model(
+        "tfidf_minilm_cascade", seed=3, C=2.0, max_share=0.2, **models.TRANSFORMER_BUDGETS["smoke"]
+    )
+    assert isinstance(model, Cascade) and isinstance(model.second, FineTunedTransformer)
+    assert model.second.max_train == 64 and model.second.seed == 3 and model.max_share == 0.2
+    assert model.first.named_steps["clf"].estimator.C == 2.0
+    assert (
+        "tfidf_minilm_cascade" in models.TRANSFORMER_MODELS and "tfidf_minilm_cascade" not in models.benchmark_models()
+    )
+    assert models.transformer_params("smoke")["tfidf_minilm_cascade"] == models.TRANSFORMER_BUDGETS["smoke"]
