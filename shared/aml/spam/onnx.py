@@ -7,8 +7,8 @@ model's within :data:`TOLERANCE` on sample texts.
 Why. The serving image must stay lean (issue 24): the workspace's torch is a multi-GB CUDA build, and transformers
 pulls it in. ONNX Runtime (about 20 MB of wheel) and ``tokenizers`` (the Rust tokenizer transformers itself uses)
 give the same numbers on a CPU, faster for one message (2.8 ms against 7.8 ms for torch on 2 cores, measured
-2026-12-02, ``/work/shared/notes``). Nothing here imports torch or transformers except :func:`export`; a pickled
-:class:`OnnxTextClassifier` loads with numpy, onnxruntime and tokenizers alone.
+2026-12-02, the workspace's notes on pretrained models). Nothing here imports torch or transformers except
+:func:`export`; a pickled :class:`OnnxTextClassifier` loads with numpy, onnxruntime and tokenizers alone.
 
 How the export is checked. ``torch.onnx.export`` (the TorchScript exporter: ``dynamo=False``, opset 17, dynamic
 batch and sequence axes) writes the graph with inputs ``input_ids`` and ``attention_mask`` (``token_type_ids`` are
