@@ -94,6 +94,7 @@ class Band:
         return (p >= self.low) & (p <= self.high)
 
     def to_dict(self) -> dict:
+        """The band's fields as floats (JSON-able)."""
         return {k: float(v) for k, v in asdict(self).items()}
 
 

@@ -139,7 +139,7 @@ class OnnxTextClassifier:
 
     @property
     def tokenizer(self):
-        """The ``tokenizers.Tokenizer``: truncation at :attr:`max_length`, no padding (batches pad themselves)."""
+        """The ``tokenizers.Tokenizer``: truncation at ``max_length``, no padding (batches pad themselves)."""
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
@@ -152,7 +152,7 @@ class OnnxTextClassifier:
     # -- scoring -------------------------------------------------------------------------------------------------------
 
     def encode(self, texts: Iterable[str]) -> list[list[int]]:
-        """The token ids of each text (special tokens added, truncated to :attr:`max_length`)."""
+        """The token ids of each text (special tokens added, truncated to ``max_length``)."""
         docs = _texts(texts)
         if len(docs) == 1:
             return [self.tokenizer.encode(docs[0]).ids]
