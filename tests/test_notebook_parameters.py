@@ -85,6 +85,8 @@ def check_assignment1_train(run: Run) -> None:
     assert result["split"]["files"]["train.csv"] != seed42_manifest()["files"]["train.csv"]
     assert result["budget"] == "smoke" and result["seed_study"]["seeds"] == [0, 1]  # smoke by the parameter alone
     assert "minilm_embedding_logreg" not in result["test_by_model"]  # the transformer is left out on smoke
+    assert set(result["out_of_domain"]) == set(result["test_by_model"])  # every benchmark on the out-of-domain set
+    assert result["out_of_domain"][result["best_model"]]["messages"] >= 150
     assert "budget smoke; splits of seed 7" in run.text
 
 

@@ -24,6 +24,8 @@ reviewed line by line and kept in the repository.
 :func:`evaluate` scores a model on the set at its threshold (the validation-chosen one) and returns an
 :class:`OutOfDomainReport`: spam caught (recall), ham kept (1 − false-positive rate), AUCPR, a per-category table and
 the messages the model gets wrong; :func:`compare` puts several models side by side, each at its own threshold. The aim (issue 24) is :data:`AIM` for both ham kept and spam caught.
+:func:`evaluate_many` scores every benchmark once; :func:`benchmark_table` puts its figures beside the test split's,
+:func:`disagreements` lists the messages the models disagree on and :func:`metrics` gives the metrics file's block.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 with warnings.catch_warnings():
-    # pandera imports pyspark.pandas when pyspark is installed (team scale), which warns about pandas 3 on import
+    # pandera imports pyspark.pandas when pyspark is installed (team scale), which warns about pandas 3: on import
+    # and again on the first validation (pandera registers its backends then; see validate)
     warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
     import pandera.pandas as pa
 
@@ -122,7 +125,9 @@ def schema() -> pa.DataFrameSchema:
 def validate(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` checked against :func:`schema`; every failure is listed in a :class:`~aml.spam.sms.DataValidationError`."""
     try:
-        return schema().validate(df, lazy=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+            return schema().validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases[["column", "check", "index", "failure_case"]].head(20)
         raise DataValidationError(f"the out-of-domain set fails its schema:\n{cases.to_string(index=False)}") from None
@@ -267,15 +272,119 @@ def compare(models: Mapping[str, tuple[Any, float]], data: pd.DataFrame | None =
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
 
+def evaluate_many(
+    models: Mapping[str, tuple[Any, float]], data: pd.DataFrame | None = None
+) -> dict[str, OutOfDomainReport]:
+    """:func:`evaluate` for several models, each at its own threshold (``models``: name -> ``(model, threshold)``):
+    ``{name: report}`` in the given order, the set loaded once. The reports feed :func:`benchmark_table`,
+    :func:`disagreements` and :func:`metrics` without scoring a model twice."""
+    if not models:
+        raise ValueError("evaluate_many() needs at least one (model, threshold)")
+    df = load() if data is None else data
+    return {name: evaluate(model, threshold, df) for name, (model, threshold) in models.items()}
+
+
+#: the test-split figures :func:`benchmark_table` takes from :func:`aml.spam.stages.report`'s table
+TEST_COLUMNS = ("aucpr", "precision", "recall", "ham_blocked")
+
+
+def benchmark_table(
+    test: pd.DataFrame,
+    reports: Mapping[str, OutOfDomainReport],
+    validation_aucpr: Mapping[str, float] | pd.Series | None = None,
+) -> pd.DataFrame:
+    """Every benchmark on the collection's test split and on this set, side by side, each at its validation-chosen
+    threshold: one row per model of ``reports`` (in ``test``'s order where it has them), columns ``threshold``,
+    ``validation_aucpr`` (when given: the selection criterion), ``test_aucpr``, ``test_precision``,
+    ``test_recall``, ``test_ham_kept`` (1 − ham blocked), ``ood_aucpr``, ``ood_spam_caught``, ``ood_ham_kept`` and
+    ``ood_aim_met`` (both ≥ :data:`AIM`). ``test``: :func:`aml.spam.stages.report`'s table (one row per model)."""
+    missing = [c for c in TEST_COLUMNS if c not in test.columns]
+    if missing:
+        raise ValueError(f"the test table lacks the columns {missing} (expected aml.spam.stages.report's table)")
+    absent = [name for name in reports if name not in test.index]
+    if absent:
+        raise ValueError(f"no test figures for {absent}: the test table has {list(test.index)}")
+    order = [name for name in test.index if name in reports]
+    rows = {}
+    for name in order:
+        report, row = reports[name], test.loc[name]
+        rows[name] = {
+            "threshold": report.threshold,
+            **({"validation_aucpr": float(validation_aucpr[name])} if validation_aucpr is not None else {}),
+            "test_aucpr": float(row["aucpr"]),
+            "test_precision": float(row["precision"]),
+            "test_recall": float(row["recall"]),
+            "test_ham_kept": 1.0 - float(row["ham_blocked"]),
+            "ood_aucpr": report.aucpr,
+            "ood_spam_caught": report.spam_caught,
+            "ood_ham_kept": report.ham_kept,
+            "ood_aim_met": bool(report.spam_caught >= AIM and report.ham_kept >= AIM),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def category_table(reports: Mapping[str, OutOfDomainReport]) -> pd.DataFrame:
+    """One row per category (:data:`CATEGORIES`' order, with its ``label``), one column per model: the share of the
+    category's messages the model gets right (ham kept or spam caught) at its threshold."""
+    if not reports:
+        raise ValueError("category_table() needs at least one report")
+    tables = {name: report.by_category() for name, report in reports.items()}
+    first = next(iter(tables.values()))
+    out = pd.DataFrame({name: table["rate"] for name, table in tables.items()}, index=first.index)
+    return out.set_index(pd.MultiIndex.from_arrays([first["label"], first.index], names=["label", "category"]))
+
+
+def disagreements(reports: Mapping[str, OutOfDomainReport], n: int | None = None) -> pd.DataFrame:
+    """The messages of the set the models disagree on (some predict spam, some ham, each at its own threshold):
+    ``id``, ``category``, ``label``, ``text``, one propensity column per model, and ``right`` (the models that get
+    the message right, comma-separated). Ordered by label (ham first), then by how split the models are (closest to
+    half right first), then by id; ``n`` keeps the first ``n`` rows."""
+    if len(reports) < 2:
+        raise ValueError(f"disagreements() needs at least two models' reports, got {len(reports)}")
+    names = list(reports)
+    base = reports[names[0]].table
+    for name in names[1:]:
+        if not reports[name].table["id"].equals(base["id"]):
+            raise ValueError(f"the reports of {names[0]!r} and {name!r} are not on the same messages")
+    correct = pd.DataFrame({name: reports[name].table["correct"].to_numpy() for name in names})
+    split = correct.any(axis=1) & ~correct.all(axis=1)
+    out = base.loc[split.to_numpy(), ["id", "category", "label", "y", "text"]].copy()
+    for name in names:
+        out[name] = reports[name].table.loc[split.to_numpy(), "propensity"].to_numpy()
+    right = correct.loc[split.to_numpy()]
+    out["right"] = [", ".join(n_ for n_ in names if ok[n_]) for _, ok in right.iterrows()]
+    out["_balance"] = np.abs(right.mean(axis=1).to_numpy() - 0.5)
+    out = out.sort_values(["y", "_balance", "id"]).drop(columns=["y", "_balance"]).reset_index(drop=True)
+    return out if n is None else out.head(n)
+
+
+def metrics(reports: Mapping[str, OutOfDomainReport]) -> dict[str, dict[str, Any]]:
+    """JSON-able figures per model for a metrics file: :meth:`OutOfDomainReport.summary` without the error list
+    (``threshold``, ``messages``, ``ham``, ``spam``, ``ham_kept``, ``spam_caught``, ``aucpr``, ``by_category``) plus
+    ``errors``, the count of messages it gets wrong."""
+    out = {}
+    for name, report in reports.items():
+        summary = report.summary()
+        summary["errors"] = len(summary["errors"])
+        out[name] = summary
+    return out
+
+
 __all__ = [
     "AIM",
     "CATEGORIES",
     "COLUMNS",
     "FILE",
     "OutOfDomainReport",
+    "TEST_COLUMNS",
+    "benchmark_table",
+    "category_table",
     "compare",
+    "disagreements",
     "evaluate",
+    "evaluate_many",
     "load",
+    "metrics",
     "path",
     "schema",
     "validate",

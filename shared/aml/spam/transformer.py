@@ -214,6 +214,7 @@ class FineTunedTransformer(ClassifierMixin, BaseEstimator):
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
         self.model.eval()
+        self._last = None
         self.fit_result_ = {
             **info["summary"],
             "train_texts": info["train_texts"],
@@ -237,10 +238,17 @@ class FineTunedTransformer(ClassifierMixin, BaseEstimator):
         texts = _as_texts(X)
         if not texts:
             return np.zeros((0, 2))
+        # the last call's texts and probabilities are kept: the stack scores the validation texts to fit its combiner
+        # and stages.train scores them again right after (a transformer pass costs seconds per hundred texts on a CPU)
+        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+        cached = getattr(self, "_last", None)
+        if cached is not None and cached[0] == key:
+            return cached[1].copy()
         probs = tweets.predict_texts(
             self.model, self.tokenizer, texts, batch_size=64, max_length=self.max_length, device=self._device()
-        )
-        return probs.astype(float)
+        ).astype(float)
+        self._last = (key, probs)
+        return probs.copy()
 
     def decision_function(self, X) -> np.ndarray:
         """The spam logit minus the ham logit (log-odds of spam) for raw texts: what the stack combines."""
@@ -260,6 +268,7 @@ class FineTunedTransformer(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_last", None)  # the last call's probabilities are not part of the model
         model, tokenizer = state.pop("model", None), state.pop("tokenizer", None)
         if model is not None:
             state["_model_config"] = model.config.to_dict()

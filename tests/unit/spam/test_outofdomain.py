@@ -133,3 +133,112 @@ def test_compare_puts_models_side_by_side_each_at_its_threshold():
     assert table.loc["strict", "ham_kept"] == 1.0 and table.loc["keyword", "work"] == 0.5
     with pytest.raises(ValueError, match="at least one"):
         outofdomain.compare({}, SMALL)
+
+
+# -- every benchmark beside the test split, and the messages the models disagree on ---------------------------------
+
+TEST_TABLE = pd.DataFrame(
+    {
+        "aucpr": [0.99, 0.95, 0.80],
+        "precision": [0.98, 0.90, 0.70],
+        "recall": [0.97, 0.85, 0.60],
+        "f1": [0.975, 0.874, 0.646],
+        "ham_blocked": [0.002, 0.01, 0.05],
+    },
+    index=["keyword", "offer_only", "unused"],
+)
+
+
+def _reports():
+    return outofdomain.evaluate_many(
+        {"keyword": (Keyword(), 0.5), "offer_only": (Keyword(("offer", "sofas")), 0.5)}, SMALL
+    )
+
+
+def test_evaluate_many_scores_each_model_at_its_threshold():
+    reports = _reports()
+    assert list(reports) == ["keyword", "offer_only"]
+    assert reports["keyword"].spam_caught == pytest.approx(2 / 3) and reports["keyword"].ham_kept == pytest.approx(
+        2 / 3
+    )
+    assert reports["offer_only"].spam_caught == pytest.approx(2 / 3) and reports["offer_only"].ham_kept == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        outofdomain.evaluate_many({}, SMALL)
+
+
+def test_benchmark_table_puts_test_and_out_of_domain_side_by_side():
+    table = outofdomain.benchmark_table(TEST_TABLE, _reports(), validation_aucpr={"keyword": 0.9, "offer_only": 0.8})
+    assert list(table.index) == ["keyword", "offer_only"]  # the test table's order, only the evaluated models
+    assert list(table.columns) == [
+        "threshold",
+        "validation_aucpr",
+        "test_aucpr",
+        "test_precision",
+        "test_recall",
+        "test_ham_kept",
+        "ood_aucpr",
+        "ood_spam_caught",
+        "ood_ham_kept",
+        "ood_aim_met",
+    ]
+    row = table.loc["keyword"]
+    assert row["test_recall"] == 0.97 and row["test_ham_kept"] == pytest.approx(0.998)
+    assert row["ood_spam_caught"] == pytest.approx(2 / 3) and not row["ood_aim_met"]
+    assert "validation_aucpr" not in outofdomain.benchmark_table(TEST_TABLE, _reports()).columns
+    with pytest.raises(ValueError, match="no test figures"):
+        outofdomain.benchmark_table(TEST_TABLE.drop(index="keyword"), _reports())
+    with pytest.raises(ValueError, match="lacks the columns"):
+        outofdomain.benchmark_table(TEST_TABLE.drop(columns="recall"), _reports())
+
+
+def test_benchmark_table_marks_the_aim_met():
+    perfect = outofdomain.evaluate_many(
+        {
+            "oracle": (
+                lambda texts: SMALL.set_index("text").loc[texts, "label"].eq("spam").astype(float).to_numpy(),
+                0.5,
+            )
+        },
+        SMALL,
+    )
+    table = outofdomain.benchmark_table(TEST_TABLE.rename(index={"keyword": "oracle"}), perfect)
+    assert bool(table.loc["oracle", "ood_aim_met"]) and table.loc["oracle", "ood_ham_kept"] == 1.0
+
+
+def test_disagreements_lists_only_split_messages_with_each_propensity():
+    out = outofdomain.disagreements(_reports())
+    # keyword blocks "Free for a call at 3?" (offer_only keeps it); offer_only catches the sofa sale (keyword misses
+    # it) and misses "WIN a free cruise"; "FREE OFFER CALL NOW" both catch, the other ham both keep
+    assert list(out["text"]) == ["Free for a call at 3?", "WIN a free cruise", "Half price sofas this weekend"]
+    assert list(out.columns) == ["id", "category", "label", "text", "keyword", "offer_only", "right"]
+    assert list(out["right"]) == ["offer_only", "keyword", "offer_only"]
+    assert out.loc[0, "keyword"] == 0.9 and out.loc[0, "offer_only"] == 0.1
+    assert len(outofdomain.disagreements(_reports(), n=1)) == 1
+    with pytest.raises(ValueError, match="at least two"):
+        outofdomain.disagreements({"keyword": _reports()["keyword"]})
+    other = outofdomain.evaluate(Keyword(), 0.5, SMALL.iloc[:4])
+    with pytest.raises(ValueError, match="not on the same messages"):
+        outofdomain.disagreements({"a": _reports()["keyword"], "b": other})
+
+
+def test_metrics_are_json_able_without_the_error_list():
+    import json
+
+    out = outofdomain.metrics(_reports())
+    assert set(out) == {"keyword", "offer_only"} and out["keyword"]["errors"] == 2
+    assert out["offer_only"]["ham_kept"] == 1.0 and set(out["keyword"]["by_category"]) == {
+        "work",
+        "personal",
+        "promotion",
+        "caps_offer",
+    }
+    json.dumps(out)
+
+
+def test_category_table_has_a_column_per_model():
+    table = outofdomain.category_table(_reports())
+    assert list(table.columns) == ["keyword", "offer_only"]
+    assert list(table.index) == [("ham", "work"), ("ham", "personal"), ("spam", "promotion"), ("spam", "caps_offer")]
+    assert table.loc[("ham", "work"), "keyword"] == 0.5 and table.loc[("ham", "work"), "offer_only"] == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        outofdomain.category_table({})

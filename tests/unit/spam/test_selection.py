@@ -50,3 +50,6 @@ def test_search_space_and_tuned_candidates(splits):
     assert chosen["tfidf_naive_bayes"]["alpha"] in (0.05, 0.5)
     assert candidates["tfidf_naive_bayes"].get_params()["clf__alpha"] == chosen["tfidf_naive_bayes"]["alpha"]
     assert "keyword_heuristic" in candidates and "minilm_embedding_logreg" not in candidates
+    with_transformer, _ = selection.tuned_candidates(tables, params=models.transformer_params("smoke"))
+    assert with_transformer["minilm_finetuned"].get_params()["max_train"] == 64
+    assert with_transformer["tfidf_minilm_stack"].second.max_steps_per_epoch == 4

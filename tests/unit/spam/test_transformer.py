@@ -66,6 +66,16 @@ def test_scores_in_input_order_whatever_the_batch(tuned):
     assert np.allclose(tuned.decision_function(X[:3]), np.log(p[:3] / (1 - p[:3])), atol=1e-3)
 
 
+def test_the_last_texts_are_not_scored_twice(tuned, monkeypatch):
+    first = tuned.predict_proba(X[:4])
+    first[0, 0] = 99.0  # the caller's copy: the kept result is not touched
+    monkeypatch.setattr(transformer.FineTunedTransformer, "_device", lambda self: pytest.fail("scored twice"))
+    again = tuned.predict_proba(X[:4])
+    assert again[0, 0] != 99.0 and again.shape == (4, 2)
+    monkeypatch.undo()
+    assert "_last" not in tuned.__getstate__()  # not saved with the model
+
+
 def test_early_stopping_sees_the_validation_texts(tuned):
     summary = tuned.fit_result_
     assert summary["train_texts"] == len(X) and summary["validation_texts"] == len(X[::2])
