@@ -15,7 +15,15 @@ In one run, over fresh stores in a temporary folder (prepare + one training firs
    monitoring: read, score, write the predictions and the take-down list), best of ``--repeats``; the first batch of a model version also builds the
    reference (:func:`aml.project.system.reference_for`), reported apart. Aim: ≤ 20%;
 5. the bootstraps an ``/evaluate`` runs on the test split: the champion-vs-challenger comparison and the expected
-   intervals of the watched metrics (:func:`evaluation_cost`).
+   intervals of the watched metrics (:func:`evaluation_cost`);
+6. online ``/score`` of the lean-only service under wrk with varied messages (the test split's, then the
+   out-of-domain set's, in turn: :func:`traffic_mixes`), and then (``--cascade full|smoke``, default ``full``) the
+   same for the served cascade (:mod:`aml.spam.cascade`: TF-IDF first, the fine-tuned MiniLM through ONNX Runtime
+   on the uncertain band), trained as version 2 and served (:func:`cascade_figures`): the share of messages the
+   transformer sees on the test split and on the out-of-domain set, its figures on both at its threshold, one
+   message in process (routed or not), batch ``/score`` and online ``/score`` (aims of issue 24: p99 ≤ 30 ms,
+   ≥ 1,000 req/s, batch ≥ 5,000 msg/s). ``--cascade smoke`` fine-tunes for a few steps: the same serving cost and
+   routing (the band depends on the first stage only), meaningless quality figures.
 
 The load generator shares the 2 cores with the server, so the served figures are a lower bound. Results are printed
 as a Markdown table (for ``project/README.md``) and recorded in ``build/metrics.json`` under ``project.benchmark``.
@@ -148,34 +156,129 @@ def evaluation_cost(store: DataStore, repeats: int) -> dict:
     }
 
 
-def served(env: dict, path: str, repeats: int, seconds: float) -> dict:
+def served(
+    env: dict, path: str, repeats: int, seconds: float, mixes: dict[str, list[str]] | None = None, single: bool = True
+) -> dict:
+    """Batch ``/score`` of ``path`` (best of ``repeats``) and online ``/score`` under wrk through gunicorn (2 workers):
+    with ``single``, every request the same spam text (``wrk``); for each of ``mixes`` (name -> texts), its texts in
+    turn (``wrk_<name>``: the traffic a cascade routes by)."""
     command = [sys.executable, "src/app.py", "--server", "gunicorn", "--port", "{port}", "--workers", "2"]
+    headers = {"Content-Type": "application/json"}
+    out = {}
     with procs.serve(command, cwd=HERE, env=env, timeout=120) as server:
         client = SystemClient(server.url, TOKEN)
-        client.score("warm up")
+        for _ in range(4):  # both workers load the model before the clock starts
+            client.score("warm up")
         batches = []
         for _ in range(repeats):
             start = time.perf_counter()
             result = client.score_batch(path)
             batches.append((time.perf_counter() - start, result))
         wall, result = min(batches, key=lambda b: b[0])
-        body = json.dumps({"text": "WINNER! You have won a free prize, call 09061701461 now"})
-        wrk = loadgen.run_wrk(
-            f"{server.url}/score",
-            connections=16,
-            threads=2,
-            seconds=seconds,
-            method="POST",
-            body=body,
-            headers={"Content-Type": "application/json"},
-        )
-    return {"batch_count": result["count"], "batch_wall_s": wall, "batch_msg_s": result["count"] / wall, "wrk": wrk}
+        out |= {"batch_count": result["count"], "batch_wall_s": wall, "batch_msg_s": result["count"] / wall}
+        if single:
+            body = json.dumps({"text": "WINNER! You have won a free prize, call 09061701461 now"})
+            out["wrk"] = loadgen.run_wrk(
+                f"{server.url}/score",
+                connections=16,
+                threads=2,
+                seconds=seconds,
+                method="POST",
+                body=body,
+                headers=headers,
+            )
+        for name, texts in (mixes or {}).items():
+            bodies = [json.dumps({"text": t}) for t in texts]
+            out[f"wrk_{name}"] = loadgen.run_wrk(
+                f"{server.url}/score",
+                connections=16,
+                threads=2,
+                seconds=seconds,
+                method="POST",
+                bodies=bodies,
+                headers=headers,
+            )
+        out["health"] = client.call("GET", "/health")
+    return out
+
+
+#: the online mixes (:func:`traffic_mixes`) and how the table names them
+MIXES = {"test": "the test split's messages", "ood": "the out-of-domain set's messages"}
+#: the cascade the benchmark serves (``--cascade``): the catalogue's TF-IDF + fine-tuned MiniLM cascade
+CASCADE_MODEL = "tfidf_minilm_cascade"
+
+
+def traffic_mixes(store: DataStore) -> dict[str, list[str]]:
+    """What the online benchmarks send in turn: ``test`` (the test split's texts: the collection's traffic) and
+    ``ood`` (the out-of-domain set: today's messages, most of them uncertain to the first stage)."""
+    from aml.spam import outofdomain
+
+    _, frames = system.load_split(store)
+    return {"test": frames["test"]["text"].tolist(), "ood": outofdomain.load()["text"].tolist()}
+
+
+def cascade_figures(store: DataStore, budget: str) -> dict:
+    """Train the cascade (:data:`CASCADE_MODEL`, the transformer on ``budget``) as a new version, serve it (promoted
+    whatever the gate says: its verdict is reported), and measure in process: the share of the test split and of
+    the out-of-domain set the transformer sees, the cascade's figures on both at its threshold, one message at a
+    time (routed or not) and the test split as a batch."""
+    from aml.spam import models, outofdomain
+    from aml.spam.cascade import routed_share
+
+    params = models.transformer_params(budget)["minilm_finetuned"]
+    start = time.perf_counter()
+    result = system.train(store, system.TrainConfig(model=CASCADE_MODEL, params=params))
+    train_s = time.perf_counter() - start
+    registry.promote(MODEL_NAME, result["model_version"])
+    ready = system.load_serving_model(MODEL_NAME)
+    cascade = ready.scorer
+    _, frames = system.load_split(store)
+    test = frames["test"]
+    ood = outofdomain.load()
+    p_test = ready.propensities(test["text"])
+    from aml.core import metrics as _metrics
+
+    test_metrics = _metrics.binary_metrics(test["y"], p_test, ready.threshold)
+    report = outofdomain.evaluate(ready.propensities, ready.threshold, ood)
+    texts = test["text"].tolist()
+    routed = cascade.route(texts)[1]
+    picks = texts[:: max(1, len(texts) // 300)]
+    routed_picks = [t for t, r in zip(texts, routed, strict=True) if r][:100]
+    return {
+        "budget": budget,
+        "train_s": train_s,
+        "version": result["model_version"],
+        "gate_passed": bool(result["gate"]["passed"]),
+        "gate_failed": [k for k, v in result["gate"]["checks"].items() if not v["passed"]],
+        "threshold": ready.threshold,
+        "band": cascade.describe()["band"],
+        "weight": cascade.describe()["weight"],
+        "share_test": routed_share(cascade, texts),
+        "share_ood": routed_share(cascade, ood["text"]),
+        "test_aucpr": test_metrics["aucpr"],
+        "test_precision": test_metrics["precision"],
+        "test_recall": test_metrics["recall"],
+        "ood_ham_kept": report.ham_kept,
+        "ood_spam_caught": report.spam_caught,
+        "ood_aucpr": report.aucpr,
+        "single": latency(ready.score_one, picks),
+        "single_routed": latency(ready.score_one, routed_picks) if routed_picks else None,
+        "batch_test_msg_s": batch_rate(ready.propensities, texts, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration")
+    parser.add_argument(
+        "--cascade",
+        choices=("full", "smoke", "none"),
+        default="full",
+        help="then serve the TF-IDF + fine-tuned MiniLM cascade, the transformer fine-tuned on this budget "
+        "(full: the whole train split, minutes; smoke: a few steps, the same serving cost), and measure it beside "
+        "the lean-only service; none: the lean-only service alone",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="aml-project-bench-") as tmp:
         root = Path(tmp)
@@ -188,7 +291,15 @@ def main(argv: list[str] | None = None) -> int:
             local, texts = in_process(store, prepared["run"], args.repeats)
             local |= monitoring_cost(store, texts, args.repeats)
             local |= evaluation_cost(store, args.repeats)
-        remote = served({**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds)
+            mixes = traffic_mixes(store)
+        remote = served({**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds, mixes)
+        cascade = None
+        if args.cascade != "none":
+            with tracking.using(uri, "sms-spam-filter-project"):
+                cascade = cascade_figures(store, args.cascade)
+            cascade["served"] = served(
+                {**os.environ, **env}, prepared["outputs"]["processed"], args.repeats, args.seconds, mixes, single=False
+            )
     wrk = remote["wrk"]
     single_rate = 1000.0 / local["served_single"]["mean_ms"]
     figures = {
@@ -232,11 +343,96 @@ def main(argv: list[str] | None = None) -> int:
             f"{local['comparison_s']:.2f} s / {local['intervals_s']:.2f} s",
         ),
     ]
+    for name, what in MIXES.items():
+        figures[f"online_{name}"] = _wrk_figures(remote[f"wrk_{name}"])
+        rows.append(
+            (
+                f"online `POST /score`, lean-only, wrk 16 connections {args.seconds:g} s, {what} in turn",
+                _wrk_row(remote[f"wrk_{name}"]),
+            )
+        )
+    if cascade is not None:
+        figures["cascade"] = cascade_summary(cascade)
+        rows += cascade_rows(cascade, args.seconds)
     print(f"\n{figures['date']}, {figures['machine']}\n\n| measurement | result |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")
     reporting.record_metrics("project", {"benchmark": figures})
     return 0
+
+
+def _wrk_figures(wrk: dict) -> dict:
+    return {
+        "req_s": wrk["requests_per_s"],
+        "p50_ms": wrk["latency_ms"]["p50"],
+        "p99_ms": wrk["latency_ms"]["p99"],
+        "errors": wrk["non_2xx"] + wrk["socket_errors"],
+    }
+
+
+def _wrk_row(wrk: dict) -> str:
+    f = _wrk_figures(wrk)
+    return f"{f['req_s']:,.0f} req/s, p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, {f['errors']} errors"
+
+
+def cascade_summary(cascade: dict) -> dict:
+    """The cascade's figures for ``build/metrics.json``."""
+    served_ = cascade["served"]
+    out = {k: v for k, v in cascade.items() if k != "served"}
+    return {
+        **out,
+        "service_batch_msg_s": served_["batch_msg_s"],
+        **{f"online_{name}": _wrk_figures(served_[f"wrk_{name}"]) for name in MIXES},
+        "served_routed_share": served_["health"]["serving"].get("cascade", {}).get("routed_share"),
+    }
+
+
+def cascade_rows(cascade: dict, seconds: float) -> list[tuple[str, str]]:
+    """The cascade's rows of the printed table (aims of issue 24 in brackets)."""
+    band = cascade["band"] or {}
+    served_ = cascade["served"]
+    rows = [
+        (
+            f"cascade ({CASCADE_MODEL}, transformer budget {cascade['budget']}): version {cascade['version']}, "
+            f"trained in {cascade['train_s']:.0f} s, gate {'passed' if cascade['gate_passed'] else 'failed: ' + ', '.join(cascade['gate_failed'])}",
+            f"band [{band.get('low', float('nan')):.4f}, {band.get('high', float('nan')):.4f}], weight "
+            f"{cascade['weight']:g}, threshold {cascade['threshold']:.3f}",
+        ),
+        (
+            "share of messages the transformer sees: test split / out-of-domain set",
+            f"{cascade['share_test']:.1%} / {cascade['share_ood']:.1%}",
+        ),
+        (
+            "cascade on the test split at its threshold: AUCPR / precision / recall (aims ≥ 0.995 / ≥ 0.95 / ≥ 0.97)",
+            f"{cascade['test_aucpr']:.4f} / {cascade['test_precision']:.3f} / {cascade['test_recall']:.3f}",
+        ),
+        (
+            "cascade on the out-of-domain set: ham kept / spam caught / AUCPR (aims ≥ 90% / ≥ 90%)",
+            f"{cascade['ood_ham_kept']:.1%} / {cascade['ood_spam_caught']:.1%} / {cascade['ood_aucpr']:.3f}",
+        ),
+        ("one message in process, cascade (mean / p50 / p99), test split", _lat(cascade["single"])),
+    ]
+    if cascade["single_routed"]:
+        rows.append(("one routed message in process (mean / p50 / p99)", _lat(cascade["single_routed"])))
+    rows += [
+        ("test split as one batch in process, cascade", f"{cascade['batch_test_msg_s']:,.0f} msg/s"),
+        (
+            f"batch `POST /score` of {served_['batch_count']:,}, cascade (aim ≥ 5,000 msg/s)",
+            f"{served_['batch_msg_s']:,.0f} msg/s ({served_['batch_wall_s']:.2f} s)",
+        ),
+    ]
+    rows += [
+        (
+            f"online `POST /score`, cascade, wrk 16 connections {seconds:g} s, {what} in turn (aims ≥ 1,000 req/s, "
+            "p99 ≤ 30 ms)",
+            _wrk_row(served_[f"wrk_{name}"]),
+        )
+        for name, what in MIXES.items()
+    ]
+    share = served_["health"]["serving"].get("cascade", {}).get("routed_share")
+    if share is not None:
+        rows.append(("share routed by the serving worker that answered /health (its whole life)", f"{share:.1%}"))
+    return rows
 
 
 def _lat(stats: dict) -> str:

@@ -119,6 +119,8 @@ def test_train_tracks_registers_validates_and_promotes(trained):
         f"behaviour:{k}" for k in behaviour.GATE
     }
     assert gate["champion_aucpr"] is None and gate["behaviour"]["bank_size"] >= 60  # no champion yet; the bank ran
+    ood = gate["out_of_domain"]  # the out-of-domain figures are reported; with no champion they gate nothing
+    assert 0 <= ood["ham_kept"] <= 1 and 0 <= ood["spam_caught"] <= 1 and "ham_lost" not in ood
     samples = gate["samples"]
     assert [s["prediction"] for s in samples] == [1] * system.VALIDATION_SAMPLES + [0] * system.VALIDATION_SAMPLES
     assert result["metrics"]["validation"]["aucpr"] > 0.97
@@ -152,6 +154,9 @@ def test_gate_keeps_the_champion_when_a_worse_model_is_trained(trained):
     result = train.train({"model": "tfidf_naive_bayes", "params": {}})
     assert not result["promoted"] and result["champion"] == "1"
     assert not result["gate"]["checks"]["champion"]["passed"]
+    lost = result["gate"]["checks"]["out_of_domain:ham_lost"]  # compared with the champion's out-of-domain ham
+    assert lost["value"] == len(result["gate"]["out_of_domain"]["ham_lost"]) and lost["limit"] == 2
+    assert result["gate"]["out_of_domain"]["champion_ham_kept"] == trained["train"]["gate"]["out_of_domain"]["ham_kept"]
     assert registry.champion_version(MODEL_NAME) == "1"
     assert mlflow.MlflowClient().get_model_version(MODEL_NAME, result["model_version"]).tags["gate_passed"] == "False"
 

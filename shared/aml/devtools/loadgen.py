@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -54,17 +54,40 @@ def parse_wrk(output: str) -> dict:
     }
 
 
+def _lua_string(text: str | bytes) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if not text.isascii():  # json.dumps would write \uXXXX escapes, which Lua 5.1 (wrk's LuaJIT) does not read
+        raise ValueError("wrk bodies must be ASCII: send JSON written with ensure_ascii=True")
+    return json.dumps(text)  # an ASCII JSON string literal is a valid Lua string literal
+
+
 def request_script(
-    method: str = "GET", body: str | bytes | None = None, headers: Mapping[str, str] | None = None
+    method: str = "GET",
+    body: str | bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    bodies: Sequence[str | bytes] | None = None,
 ) -> str:
-    """A wrk Lua script that sends every request with ``method``, ``body`` and ``headers``."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8")
+    """A wrk Lua script that sends every request with ``method``, ``body`` and ``headers``; with ``bodies``, each
+    request sends the next of them in turn (each wrk thread cycles through the list from its own starting point),
+    e.g. a mix of messages whose cost differs."""
     lines = [f"wrk.method = {json.dumps(method.upper())}"]
     if body is not None:
-        lines.append(f"wrk.body = {json.dumps(body)}")  # a JSON string literal is a valid Lua string literal here
+        lines.append(f"wrk.body = {_lua_string(body)}")
     for key, value in (headers or {}).items():
         lines.append(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}")
+    if bodies:
+        lines.append("local bodies = {" + ", ".join(_lua_string(b) for b in bodies) + "}")
+        lines += [
+            "local counter = 0",
+            "local next_id = 0",
+            "function setup(thread) thread:set('offset', next_id * 7919); next_id = next_id + 1 end",
+            "function init(args) counter = (offset or 0) end",
+            "function request()",
+            "  counter = counter + 1",
+            "  return wrk.format(nil, nil, nil, bodies[(counter % #bodies) + 1])",
+            "end",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -77,9 +100,10 @@ def run_wrk(
     body: str | bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout_s: float = 5.0,
+    bodies: Sequence[str | bytes] | None = None,
 ) -> dict:
     """Run ``wrk --latency`` against ``url`` (loopback only) and return :func:`parse_wrk`'s numbers plus the
-    settings."""
+    settings (``bodies``: send these in turn, see :func:`request_script`)."""
     if not re.match(r"http://(127\.0\.0\.1|localhost|\[::1\])[:/]", url):
         raise ValueError(f"load tests run against loopback addresses only, got {url}")
     wrk = shutil.which("wrk")
@@ -87,7 +111,7 @@ def run_wrk(
         raise WrkError("wrk is not installed (Debian: apt-get install wrk)")
     with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
         script = Path(tmp) / "request.lua"
-        script.write_text(request_script(method, body, headers))
+        script.write_text(request_script(method, body, headers, bodies))
         command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", f"--timeout={timeout_s:g}s"]
         done = subprocess.run(
             [*command, "--latency", "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60

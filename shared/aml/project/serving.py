@@ -81,29 +81,55 @@ class ServingModel:
         """The registry record (version, source, fallback) plus the threshold and the kind of scorer, for
         ``/health``."""
         out = self.served.describe() if self.served else {"version": self.version}
-        return {**out, "threshold": self.threshold, "scorer": "lean" if self.lean else type(self.scorer).__name__}
+        out = {**out, "threshold": self.threshold, "scorer": "lean" if self.lean else type(self.scorer).__name__}
+        if hasattr(self.scorer, "band_"):  # a cascade: its band, and the share of messages its second stage saw
+            counts = self.scorer.counts
+            share = counts["routed"] / counts["scored"] if counts["scored"] else None
+            out["scorer"] = (
+                f"cascade ({'lean' if self.lean else 'full'} first stage, {self.scorer.describe()['second']})"
+            )
+            out["cascade"] = {**self.scorer.describe(), **counts, "routed_share": share}
+        return out
 
 
 def serving_model(model, threshold: float, served: registry.Served | None = None) -> ServingModel:
     """Make ``model`` ready to serve: compile the lean scorer (verified equal to ``model`` on :data:`PROBES` and
-    the behavioural bank; the model itself serves when it cannot be compiled), then the smoke check — every probe
-    scored with a propensity in [0, 1]. Raises when the model cannot score."""
-    from aml.spam import behaviour, lean
+    the behavioural bank; the model itself serves when it cannot be compiled; a cascade serves with its first stage
+    compiled), then the smoke check — every probe scored with a propensity in [0, 1] (by a cascade's second stage
+    too). Raises when the model cannot score."""
+    from aml.spam import behaviour
 
     threshold = check_threshold(threshold)
     sample = list(PROBES) + [case.text for case in behaviour.BANK]
-    try:
-        scorer, is_lean = lean.compile_scorer(model, sample), True
-    except lean.NotCompilable as exc:
-        log.info("serving the full model (%s)", exc)
-        scorer, is_lean = model, False
+    scorer, is_lean = _compiled(model, sample)
     ready = ServingModel(scorer, threshold, is_lean, served)
     propensity = ready.propensities(PROBES)
     if propensity.shape != (len(PROBES),) or not np.all((propensity >= 0) & (propensity <= 1)):
         raise ValueError(f"smoke check failed: propensities {propensity.tolist()} for the probe texts")
     for text in PROBES:
         ready.score_one(text)
+    second = getattr(scorer, "second_", None)
+    if second is not None:  # a cascade: its second stage must score too, whether or not a probe falls in its band
+        p2 = np.asarray(second.predict_proba(list(PROBES)), dtype=float)
+        if p2.shape != (len(PROBES), 2) or not np.all((p2 >= 0) & (p2 <= 1)):
+            raise ValueError(f"smoke check failed: the cascade's second stage returned {p2.tolist()} for the probes")
     return ready
+
+
+def _compiled(model, sample: list[str]):
+    """``(scorer, lean)``: the lean scorer compiled from ``model`` (verified on ``sample``), or for a cascade
+    (:class:`aml.spam.cascade.Cascade`) the cascade with its first stage compiled (its second stage, ONNX, as it
+    is); ``model`` itself when it cannot be compiled."""
+    from aml.spam import lean
+    from aml.spam.cascade import Cascade
+
+    try:
+        if isinstance(model, Cascade):
+            return model.with_first(lean.compile_scorer(model.first_, sample)), True
+        return lean.compile_scorer(model, sample), True
+    except lean.NotCompilable as exc:
+        log.info("serving the full model (%s)", exc)
+        return model, False
 
 
 def load_serving_model(name: str = MODEL_NAME) -> ServingModel:

@@ -1,6 +1,7 @@
 """The model stage (``POST /train``): the latest splits → :func:`aml.spam.stages.train` in RAM, tracked in MLflow →
 registered in the model store (MLflow registry) → model validation (:func:`aml.spam.stages.validate`: overfit gap,
-minimum AUCPR, the current champion, the behavioural bank; logged to MLflow) → ``champion`` moves only on a pass →
+minimum AUCPR, the current champion, the behavioural bank, the out-of-domain set — its figures, and no more than
+:data:`aml.spam.behaviour.OOD_HAM_TOLERANCE` of the out-of-domain ham the champion keeps blocked; logged to MLflow) → ``champion`` moves only on a pass →
 ``training/<run>/report.json`` (one :class:`~aml.project.run.StoreRun`).
 """
 
@@ -37,6 +38,18 @@ def champion_model(name: str):
         return None, version
 
 
+def champion_threshold(name: str, version: str | None) -> float | None:
+    """The champion's served threshold (its ``threshold`` tag), ``None`` without a champion or a valid tag (the
+    out-of-domain comparison then has nothing to compare with)."""
+    if version is None:
+        return None
+    try:
+        return float(registry._client().get_model_version(name, str(version)).tags["threshold"])
+    except Exception as exc:
+        log.warning("the champion (version %s) has no usable threshold tag: %s", version, exc)
+        return None
+
+
 def _tracked_fit(config: TrainConfig, champion, champion_version, data: dict, report: Report):
     """The function :func:`aml.mlops.tracking.tracked` runs inside the MLflow run: fit, validate against the
     champion, log the gate, tags and the Dockerfile. ``data``: ``version``, ``file`` and ``split_run``."""
@@ -58,6 +71,8 @@ def _tracked_fit(config: TrainConfig, champion, champion_version, data: dict, re
             threshold=trained.threshold,
             samples=VALIDATION_SAMPLES,
             seed=config.seed,
+            out_of_domain=True,
+            champion_threshold=champion_threshold(config.registered_model, champion_version) if champion else None,
         )
         mlflow.log_dict(trained.gate, "validation/report.json")  # the whole report: checks, bank, samples
         mlflow.set_tags(

@@ -47,6 +47,13 @@ BANK_FLOOR = 0.80
 GATE = {"spam": MIN_PASS_RATE, "ham": 1.0, "invariance": 1.0, "directional": 1.0, "bank": BANK_FLOOR}
 
 
+#: how many out-of-domain ham messages that the champion keeps at its threshold a new model may block before the gate
+#: refuses it (:func:`out_of_domain_checks`). Not zero: refitting the same model type on the same split with another
+#: seed moves a propensity near the threshold now and then (one or two of the ~60-100 kept ham); more is a model that
+#: lost ground the champion held (issue 24: business-style ham is the most expensive error)
+OOD_HAM_TOLERANCE = 2
+
+
 class Case(NamedTuple):
     """One behavioural test: a message, the label it must get (1 = spam, 0 = ham) and its category."""
 
@@ -314,6 +321,56 @@ def gate_checks(result: dict, limits: dict | None = None) -> dict[str, dict]:
     }
 
 
+def out_of_domain_checks(
+    model,
+    threshold: float,
+    champion=None,
+    champion_threshold: float | None = None,
+    tolerance: int = OOD_HAM_TOLERANCE,
+    data=None,
+) -> tuple[dict, dict[str, dict]]:
+    """The out-of-domain part of the gate (:mod:`aml.spam.outofdomain`, the set of today's messages the 2011
+    collection lacks): ``(figures, checks)``.
+
+    ``figures`` (JSON-able): the model's ``ham_kept``, ``spam_caught``, ``aucpr`` and per-category rates at
+    ``threshold``; with a ``champion`` and its ``champion_threshold``, also the champion's ``champion_ham_kept`` and
+    ``champion_spam_caught`` and ``ham_lost``: the ham the champion keeps and the model blocks (id, category,
+    propensity, text). ``checks``: ``{"out_of_domain:ham_lost": {"passed", "value", "limit"}}`` — at most
+    ``tolerance`` (:data:`OOD_HAM_TOLERANCE`) such messages — when there is a champion; the figures alone gate
+    nothing (the aims are measured, not asserted)."""
+    from aml.spam import outofdomain
+
+    report = outofdomain.evaluate(model, threshold, data)
+    figures = {
+        "threshold": float(threshold),
+        "ham_kept": report.ham_kept,
+        "spam_caught": report.spam_caught,
+        "aucpr": report.aucpr,
+        "by_category": {k: float(v) for k, v in report.by_category()["rate"].items()},
+    }
+    checks: dict[str, dict] = {}
+    if champion is None or champion_threshold is None:
+        return figures, checks
+    theirs = outofdomain.evaluate(champion, champion_threshold, data)
+    ham = report.table["y"] == 0
+    lost = report.table.loc[ham & theirs.table["correct"].to_numpy() & ~report.table["correct"]]
+    figures |= {
+        "champion_threshold": float(champion_threshold),
+        "champion_ham_kept": theirs.ham_kept,
+        "champion_spam_caught": theirs.spam_caught,
+        "ham_lost": [
+            {"id": str(r.id), "category": str(r.category), "propensity": float(r.propensity), "text": str(r.text)}
+            for r in lost.itertuples()
+        ],
+    }
+    checks["out_of_domain:ham_lost"] = {
+        "passed": bool(len(lost) <= tolerance),
+        "value": float(len(lost)),
+        "limit": float(tolerance),
+    }
+    return figures, checks
+
+
 __all__ = [
     "BANK",
     "BANK_FLOOR",
@@ -323,6 +380,7 @@ __all__ = [
     "DIRECTIONAL",
     "INVARIANCE",
     "MIN_PASS_RATE",
+    "OOD_HAM_TOLERANCE",
     "Case",
     "add_spam_cues",
     "bank_frame",
@@ -330,6 +388,7 @@ __all__ = [
     "gate_checks",
     "invariance",
     "invariance_variants",
+    "out_of_domain_checks",
     "pass_rate",
     "pass_rates",
     "run_bank",

@@ -304,9 +304,14 @@ CATALOGUE = {
     "minilm_embedding_logreg": lambda seed=0, **kw: embedding_logreg(seed=seed, **kw),
     "minilm_finetuned": lambda seed=0, **kw: minilm_finetuned(seed=seed, **kw),
     "tfidf_minilm_stack": lambda seed=0, **kw: tfidf_minilm_stack(seed=seed, **kw),
+    "tfidf_minilm_cascade": lambda seed=0, **kw: tfidf_minilm_cascade(seed=seed, **kw),
 }
 #: the models that need torch and a pretrained transformer (slow to fit on a CPU)
-TRANSFORMER_MODELS = ("minilm_embedding_logreg", "minilm_finetuned", "tfidf_minilm_stack")
+TRANSFORMER_MODELS = ("minilm_embedding_logreg", "minilm_finetuned", "tfidf_minilm_stack", "tfidf_minilm_cascade")
+#: catalogue entries that are a serving form of benchmarks already in the line-up, not benchmarks of their own: the
+#: cascade (:mod:`aml.spam.cascade`) is the TF-IDF SVM and the fine-tuned transformer, routed by a band; the project
+#: serves it and ``make bench`` measures it, :func:`benchmark_models` leaves it out
+SERVING_MODELS = ("tfidf_minilm_cascade",)
 #: the fine-tuned transformer's settings per budget (:func:`transformer_params`): the whole train split for up to 2
 #: epochs (early stopping on validation, 2 evaluations an epoch), or on the smoke budget a stratified 64-text subset
 #: for 4 steps, evaluated on 64 validation texts (the same code path in seconds; its figures mean nothing)
@@ -335,6 +340,15 @@ def tfidf_minilm_stack(seed: int = 0, C: float = 1.0, **transformer_params) -> B
     )
 
 
+def tfidf_minilm_cascade(seed: int = 0, **params) -> BaseEstimator:
+    """:func:`tfidf_linear_svm` first, :func:`minilm_finetuned` (exported to ONNX) second on the first's uncertain
+    band, chosen on validation (:func:`aml.spam.cascade.tfidf_minilm_cascade`; ``params``: ``C``, ``margin``,
+    ``max_share`` and the transformer's settings)."""
+    from aml.spam.cascade import tfidf_minilm_cascade as cascade
+
+    return cascade(seed=seed, **params)
+
+
 def transformer_params(budget: str = "full") -> dict[str, dict]:
     """``{model: params}`` for the fine-tuned models on ``budget`` (:data:`TRANSFORMER_BUDGETS`), to pass to
     :func:`benchmark_models` (``params=``)."""
@@ -342,7 +356,7 @@ def transformer_params(budget: str = "full") -> dict[str, dict]:
         settings = dict(TRANSFORMER_BUDGETS[budget])
     except KeyError:
         raise ValueError(f"unknown budget {budget!r}: expected one of {sorted(TRANSFORMER_BUDGETS)}") from None
-    return {"minilm_finetuned": settings, "tfidf_minilm_stack": dict(settings)}
+    return {"minilm_finetuned": settings, "tfidf_minilm_stack": dict(settings), "tfidf_minilm_cascade": dict(settings)}
 
 
 def make_model(name: str, seed: int = 0, **params) -> BaseEstimator:
@@ -430,8 +444,8 @@ def check_params(name: str, params: dict, seed: int = 0) -> BaseEstimator:
 def benchmark_models(
     seed: int = 0, include_transformer: bool = True, params: dict[str, dict] | None = None
 ) -> dict[str, BaseEstimator]:
-    """The benchmark line-up, simplest first (unfitted); ``params``: ``{model: hyper-parameters}`` for some of them
-    (e.g. :func:`transformer_params`)."""
+    """The benchmark line-up, simplest first (unfitted; the serving forms, :data:`SERVING_MODELS`, left out);
+    ``params``: ``{model: hyper-parameters}`` for some of them (e.g. :func:`transformer_params`)."""
     params = params or {}
     unknown = sorted(set(params) - set(CATALOGUE))
     if unknown:
@@ -439,7 +453,7 @@ def benchmark_models(
     return {
         name: make_model(name, seed=seed, **params.get(name, {}))
         for name in CATALOGUE
-        if include_transformer or name not in TRANSFORMER_MODELS
+        if (include_transformer or name not in TRANSFORMER_MODELS) and name not in SERVING_MODELS
     }
 
 
@@ -455,6 +469,8 @@ __all__ = [
     "make_model",
     "minilm_finetuned",
     "minilm_path",
+    "SERVING_MODELS",
+    "tfidf_minilm_cascade",
     "tfidf_cues_linear_svm",
     "tfidf_linear_svm",
     "tfidf_logreg",

@@ -343,6 +343,8 @@ def validate(
     behaviour_limits: Mapping[str, float] | None = None,
     samples: int = 0,
     seed: int = 0,
+    out_of_domain: bool = False,
+    champion_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Validate a fitted model's training results before it serves (the course's model-validation function).
 
@@ -354,12 +356,18 @@ def validate(
       rows — a new version never replaces a better one;
     - ``behaviour:*`` (with ``threshold``): the behavioural tests (:func:`aml.spam.behaviour.summary`: minimum
       functionality, invariance, directional) against ``behaviour_limits`` (default :data:`aml.spam.behaviour.GATE`,
-      :func:`aml.spam.behaviour.gate_checks`); the report's ``behaviour`` holds the whole summary.
+      :func:`aml.spam.behaviour.gate_checks`); the report's ``behaviour`` holds the whole summary;
+    - ``out_of_domain:ham_lost`` (with ``threshold``, ``out_of_domain`` and a ``champion`` with its
+      ``champion_threshold``): the out-of-domain ham the champion keeps that this model blocks, at most
+      :data:`aml.spam.behaviour.OOD_HAM_TOLERANCE` (:func:`aml.spam.behaviour.out_of_domain_checks`); the report's
+      ``out_of_domain`` holds the figures (ham kept, spam caught, the champion's, the ham lost), also without a
+      champion.
 
     ``df_test`` is any held-out labelled split (validation while training, test in a final report). ``samples`` > 0
     adds ``samples`` (a seeded draw of that many predicted-spam and predicted-ham held-out messages with their
     propensity and true label, at ``threshold``, default 0.5) for a person to eyeball. Returns ``{"passed": bool,
-    "checks": {...}, "train_aucpr", "test_aucpr", "champion_aucpr", "behaviour", "samples"}`` (JSON-able).
+    "checks": {...}, "train_aucpr", "test_aucpr", "champion_aucpr", "behaviour", "out_of_domain", "samples"}``
+    (JSON-able).
     """
     test_propensity = predict_propensity(model, df_test)
     train_aucpr = _metrics.binary_metrics(df_train[TARGET], predict_propensity(model, df_train), 0.5)["aucpr"]
@@ -381,6 +389,14 @@ def validate(
 
         result["behaviour"] = behaviour.summary(model, threshold)
         checks.update(behaviour.gate_checks(result["behaviour"], behaviour_limits))
+    result["out_of_domain"] = None
+    if threshold is not None and out_of_domain:
+        from aml.spam import behaviour
+
+        result["out_of_domain"], ood_checks = behaviour.out_of_domain_checks(
+            model, threshold, champion, champion_threshold
+        )
+        checks.update(ood_checks)
     result["samples"] = (
         sample_predictions(df_test, test_propensity, 0.5 if threshold is None else threshold, samples, seed)
         if samples

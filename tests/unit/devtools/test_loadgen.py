@@ -102,3 +102,28 @@ def test_run_wrk_measures_a_real_server():
     assert result["requests"] > 10 and result["non_2xx"] == 0
     assert result["requests_per_s"] > 0 and result["latency_ms"]["p99"] >= result["latency_ms"]["p50"]
     assert _Echo.seen[0] == ("application/json", b'{"text": "hi"}')
+
+
+def test_request_script_refuses_non_ascii_bodies():
+    with pytest.raises(ValueError, match="ASCII"):
+        loadgen.request_script("post", '{"text": "£5"}')
+    script = loadgen.request_script("post", bodies=[json.dumps({"text": "£5"}), "b"])
+    assert "local bodies = {" in script and "\\\\u00a3" in script
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"), reason="wrk is not installed")
+def test_run_wrk_sends_the_bodies_in_turn():
+    server = _Server(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Echo.seen.clear()
+    bodies = [json.dumps({"text": f"message {i}"}) for i in range(5)]
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/score"
+        result = loadgen.run_wrk(url, connections=2, threads=2, seconds=1, method="POST", bodies=bodies)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["requests"] > 10 and result["non_2xx"] == 0
+    seen = [body.decode() for _, body in _Echo.seen]
+    assert set(seen) == set(bodies)  # every body sent, nothing else

@@ -33,6 +33,34 @@ def test_serving_model_serves_naive_bayes_as_the_full_model(toy, naive_bayes):
     np.testing.assert_allclose(ready.propensities(["a", "b"]), naive_bayes.predict_proba(["a", "b"])[:, 1])
 
 
+def _toy_cascade(toy, linear_svm, naive_bayes):
+    from aml.spam.cascade import Band, Cascade
+
+    return Cascade.assemble(linear_svm, naive_bayes, Band(0.2, 0.8), 0.25)
+
+
+def test_serving_model_serves_a_cascade_with_a_lean_first_stage(toy, linear_svm, naive_bayes):
+    model = _toy_cascade(toy, linear_svm, naive_bayes)
+    ready = serving.serving_model(model, 0.5)
+    assert ready.lean and isinstance(ready.scorer.first_, lean.LeanScorer) and ready.scorer.second_ is naive_bayes
+    texts = toy["validation"].text.tolist() + list(serving.PROBES) + ["see you at the cafe", "free entry"]
+    np.testing.assert_allclose(ready.propensities(texts), model.predict_proba(texts)[:, 1], rtol=0, atol=1e-9)
+    for text in texts:
+        assert ready.score_one(text)[1] == pytest.approx(model.predict_proba([text])[0, 1], abs=1e-9)
+    described = ready.describe()
+    assert described["scorer"] == "cascade (lean first stage, Pipeline)"
+    assert described["cascade"]["band"]["low"] == 0.2 and described["cascade"]["weight"] == 0.25
+    assert described["cascade"]["scored"] >= len(texts) and 0 <= described["cascade"]["routed_share"] <= 1
+
+
+def test_the_smoke_check_refuses_a_cascade_whose_second_stage_cannot_score(toy, linear_svm, naive_bayes):
+    from aml.spam.cascade import Band, Cascade
+
+    nothing_routed = Cascade.assemble(linear_svm, Fake(lambda texts: np.full((len(texts), 2), np.nan)), Band(0, 0))
+    with pytest.raises(ValueError, match="second stage"):
+        serving.serving_model(nothing_routed, 0.5)
+
+
 class Fake:
     """A "model" whose ``predict_proba`` returns what the test asks for (the smoke check must catch it)."""
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,3 +122,38 @@ def test_gate_checks_compare_each_rate_with_its_limit():
     }
     with pytest.raises(KeyError, match="unknown behavioural checks"):
         behaviour.gate_checks(result, {"placeholders": 1.0})
+
+
+# -- the out-of-domain part of the gate -------------------------------------------------------------------------------
+
+
+def _blocking(n_ham: int):
+    """A "model" (texts -> propensities) that is right on the out-of-domain set except that it blocks the first
+    ``n_ham`` ham messages."""
+    from aml.spam import outofdomain
+
+    data = outofdomain.load()
+    blocked = set(data.loc[data["label"] == "ham", "text"].head(n_ham))
+    spam = set(data.loc[data["label"] == "spam", "text"])
+    return lambda texts: np.array([1.0 if t in spam or t in blocked else 0.0 for t in texts])
+
+
+def test_out_of_domain_figures_without_a_champion_gate_nothing():
+    figures, checks = behaviour.out_of_domain_checks(_blocking(5), 0.5)
+    assert checks == {}
+    assert figures["spam_caught"] == 1.0 and figures["ham_kept"] == pytest.approx(1 - 5 / 102)
+    assert figures["by_category"]["personal"] == 1.0 and "ham_lost" not in figures
+
+
+@pytest.mark.parametrize("lost, passed", [(0, True), (behaviour.OOD_HAM_TOLERANCE, True), (3, False)])
+def test_out_of_domain_gate_refuses_a_model_that_blocks_ham_the_champion_kept(lost, passed):
+    champion = _blocking(1)  # blocks the first ham: losing it again is not a loss
+    figures, checks = behaviour.out_of_domain_checks(_blocking(1 + lost), 0.5, champion, 0.5)
+    assert checks["out_of_domain:ham_lost"] == {
+        "passed": passed,
+        "value": float(lost),
+        "limit": float(behaviour.OOD_HAM_TOLERANCE),
+    }
+    assert len(figures["ham_lost"]) == lost and figures["champion_ham_kept"] == pytest.approx(101 / 102)
+    assert all(row["propensity"] == 1.0 and row["category"] for row in figures["ham_lost"])
+    json.dumps(figures)

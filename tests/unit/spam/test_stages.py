@@ -345,3 +345,20 @@ def test_load_data_names_the_file_in_every_message(tmp_path):
         assert str(tmp_path) not in str(caught.value)
     with pytest.raises(FileNotFoundError, match="data file not found: split/x/none.csv"):
         stages.load_data(tmp_path / "none.csv", name="split/x/none.csv")
+
+
+def test_validate_reports_the_out_of_domain_figures_and_gate(toy, naive_bayes):
+    result = stages.validate(naive_bayes, toy["train"], toy["validation"], threshold=0.5, out_of_domain=True)
+    assert set(result["out_of_domain"]) >= {"ham_kept", "spam_caught", "aucpr"}
+    assert "out_of_domain:ham_lost" not in result["checks"]  # no champion
+    result = stages.validate(
+        naive_bayes,
+        toy["train"],
+        toy["validation"],
+        threshold=0.5,
+        out_of_domain=True,
+        champion=naive_bayes,
+        champion_threshold=0.5,
+    )
+    assert result["checks"]["out_of_domain:ham_lost"]["value"] == 0.0 and result["out_of_domain"]["ham_lost"] == []
+    assert stages.validate(naive_bayes, toy["train"], toy["validation"], threshold=0.5)["out_of_domain"] is None
