@@ -276,8 +276,18 @@ def test_kill_9_during_prepare_and_training_loses_nothing(stores):
     with service(stores) as server:
         record = requests.get(f"{server.url}/jobs/{job}", headers=AUTH, timeout=60).json()
         assert record["status"] == "failed" and record["error"].startswith("interrupted")
+        with tracking.using(stores["uri"], EXPERIMENT):  # the killed training's run, if it had begun, is ended
+            assert registry_runs("RUNNING") == []
         again = requests.post(f"{server.url}/prepare", json={}, headers=AUTH, timeout=60)
         assert again.status_code == 200
+
+
+def registry_runs(status: str) -> list[str]:
+    """The ids of the runs of the active experiment in ``status``."""
+    import mlflow
+
+    runs = mlflow.search_runs(filter_string=f"attributes.status = '{status}'", output_format="list")
+    return [run.info.run_id for run in runs]
 
 
 def newer_version(known: int, timeout: float = 300) -> str:
@@ -313,8 +323,11 @@ def test_a_training_killed_after_registering_is_ended_and_its_version_never_serv
             record = mlflow.MlflowClient().get_model_version(MODEL_NAME, crashed)
             run_at_kill = mlflow.get_run(record.run_id)
     assert run_at_kill.data.tags["job_id"] == job  # the run carries its job from its creation
-    with service(stores) as server:  # each worker cleans up before its first request
-        failed = requests.get(f"{server.url}/jobs/{job}", headers=AUTH, timeout=60).json()
+    print(f"run of the killed training at the kill: {run_at_kill.info.status}")  # KILLED below if RUNNING here
+    one_worker = [*COMMAND[:-1], "1"]  # --workers 1: /models/reload below reaches the one worker that serves
+    with procs.serve(one_worker, cwd=PROJECT, env=stores["env"], timeout=90) as server:  # cleans up, then serves
+        url = server.url
+        failed = requests.get(f"{url}/jobs/{job}", headers=AUTH, timeout=60).json()
         assert failed["status"] == "failed" and failed["error"].startswith("interrupted")
         with tracking.using(uri, EXPERIMENT):
             run = mlflow.get_run(record.run_id)
@@ -323,28 +336,30 @@ def test_a_training_killed_after_registering_is_ended_and_its_version_never_serv
         expected = "KILLED" if run_at_kill.info.status == "RUNNING" else run_at_kill.info.status
         assert run.info.status == expected != "RUNNING", (run_at_kill.info.status, run.info.status)
         assert tags["crashed"] == "true" and job in tags["crashed_reason"]
-        trained = requests.post(f"{server.url}/train", json={}, headers=AUTH, timeout=30)
-        result = wait_job(server.url, trained.json()["job"])
+        assert registry_runs("RUNNING") == []
+        trained = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
+        result = wait_job(url, trained.json()["job"])
         assert result["status"] == "succeeded" and result["result"]["promoted"], result
         newest = result["result"]["model_version"]
         assert int(newest) == int(crashed) + 1
-    with tracking.using(uri, EXPERIMENT):
-        registry.corrupt_version(MODEL_NAME, newest)  # the champion breaks; the crashed version is now older
-    one_worker = [*COMMAND[:-1], "1"]  # --workers 1: /models/reload reaches the one worker that serves
-    with procs.serve(one_worker, cwd=PROJECT, env=stores["env"], timeout=90) as server:
-        health = requests.get(f"{server.url}/health", timeout=60).json()
+
+        with tracking.using(uri, EXPERIMENT):
+            registry.corrupt_version(MODEL_NAME, newest)  # the champion breaks; the crashed version is older now
+        assert requests.post(f"{url}/models/reload", headers=AUTH, timeout=60).status_code == 200
+        health = requests.get(f"{url}/health", timeout=60).json()
         assert health["serving"]["version"] == "1" and health["serving"]["standing"] == "previous champion"
         assert [f["version"] for f in health["failures"]] == [newest, "2"]  # never the crashed one
         assert health["fallback"] and "fallback" in health["warning"]
+
         with tracking.using(uri, EXPERIMENT):
             registry.corrupt_version(MODEL_NAME, "1")  # every version broken or crashed
-        assert requests.post(f"{server.url}/models/reload", headers=AUTH, timeout=60).status_code == 200
-        refused = requests.post(f"{server.url}/score", json={"text": "see you at lunch"}, timeout=60)
+        assert requests.post(f"{url}/models/reload", headers=AUTH, timeout=60).status_code == 200
+        refused = requests.post(f"{url}/score", json={"text": "see you at lunch"}, timeout=60)
         assert refused.status_code == 503
         message = refused.json()["message"]
         assert f"v{newest}: " in message and "v2: " in message and "v1: " in message
         assert f"left out as crashed trainings: v{crashed}" in message
         assert "POST /train" in message and "python -m src.backup restore BACKUP DEST" in message
-        health = requests.get(f"{server.url}/health", timeout=60)
+        health = requests.get(f"{url}/health", timeout=60)
         assert health.json()["status"] == "no_model" and health.json()["error"] == message
         assert root not in message and root not in health.text  # store-relative: no absolute path leaves
