@@ -297,19 +297,23 @@ def exclusive(
     lock_dir: str | Path | None = None,
     lock_url: str | None = None,
     poll: float = 0.01,
+    max_poll: float = 0.25,
 ) -> Iterator[None]:
     """Hold the store's lock ``name`` for the ``with`` block, waiting up to ``timeout`` seconds for it: one holder
     at a time across the threads and processes that share the lock folder (``lock_dir``, default
     :func:`default_lock_dir`) or the PostgreSQL lock database (``lock_url``, default :data:`LOCK_URL_ENV`), as for
     :class:`Jobs`. The locks share one namespace with the job kinds: do not name a section after a kind of job.
     Raises :class:`TimeoutError` when the lock stays held (its holder is alive: a dead holder's lock is freed by the
-    kernel or the database)."""
+    kernel or the database). The waits between attempts double from ``poll`` to ``max_poll`` seconds: each attempt
+    on PostgreSQL is a connection of its own, so many waiters must not hammer the database."""
     lock = _make_lock(store, name, lock_dir, lock_url)
     deadline = time.monotonic() + timeout
+    wait = poll
     while not lock.try_acquire():
         if time.monotonic() >= deadline:
             raise TimeoutError(f"the data store's {name!r} lock is still held by another process after {timeout:g} s")
-        time.sleep(poll)
+        time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        wait = min(wait * 2, max_poll)
     try:
         yield
     finally:
