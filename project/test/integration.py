@@ -2,10 +2,14 @@
 (two worker processes) on a loopback port, over its own data store, MLflow registry and export folder.
 
 The tests of this module share one set of stores and run in order: the service before any model (503 with what
-to call first), auth and path confinement, prepare → train → score → evaluate, one training at a time with online
-scoring answering during it, monitoring (held-out SMS not flagged, tweets flagged) and a shadow test, the registry fallback on start-up with a deliberately broken newest version, and a
-``kill -9`` of the whole service during a ``/prepare`` and a training (the previous ``latest`` intact and readable,
-the interrupted job reported as failed after the restart). The container and the CD hook are tested in
+to call first), auth and path confinement, prepare (20 at once on the empty store: the raw data stored once) →
+train → score → evaluate, one training at a time with online scoring answering during it, monitoring (held-out SMS
+not flagged, tweets flagged) and a shadow test, the registry fallback on start-up with a deliberately broken newest
+version, a ``kill -9`` of the whole service during a ``/prepare`` and a training (the previous ``latest`` intact and
+readable, the interrupted job reported as failed after the restart), and a ``kill -9`` right after a training
+registered its version (after the restart its MLflow run is ended and the version tagged ``crashed``; the fallback
+never tries it and serves the previous champion; every version broken, the 503 says to retrain or restore a
+backup). The container and the CD hook are tested in
 ``integration_container.py``, the page in a real browser in ``integration_browser.py``.
 """
 
@@ -32,6 +36,7 @@ from aml.ops import procs
 from aml.spam import MODEL_NAME
 
 pytestmark = pytest.mark.slow
+EXPERIMENT = "sms-spam-filter-project"
 
 PROJECT = Path(__file__).resolve().parents[1]
 TOKEN = "integration-token-" + "y" * 16
@@ -52,6 +57,13 @@ def stores(tmp_path_factory) -> dict:
 def service(stores):
     with procs.serve(COMMAND, cwd=PROJECT, env=stores["env"], timeout=90) as server:
         yield server
+
+
+CONCURRENT_PREPARES = 20
+
+
+def prepare_request(url: str) -> requests.Response:
+    return requests.post(f"{url}/prepare", json={}, headers=AUTH, timeout=300)
 
 
 def wait_job(url: str, job: str, timeout: float = 300) -> dict:
@@ -108,10 +120,15 @@ def test_prepare_train_score_evaluate(stores):
     store, state = stores["store"], stores["state"]
     with service(stores) as server:
         url = server.url
-        prepared = requests.post(f"{url}/prepare", json={}, headers=AUTH, timeout=60)
-        assert prepared.status_code == 200, prepared.text
-        state["prepared"] = prepared.json()
-        assert store.latest("split") == state["prepared"]["run"]
+        # 20 concurrent /prepare on the empty store (16 threads in the 2 workers, 4 waiting): the raw data is
+        # stored once (content-addressed, under the store's ingest lock), every run prepared from that one file
+        with ThreadPoolExecutor(max_workers=CONCURRENT_PREPARES) as pool:
+            answers = list(pool.map(lambda _: prepare_request(url), range(CONCURRENT_PREPARES)))
+        assert [a.status_code for a in answers] == [200] * CONCURRENT_PREPARES, [a.text for a in answers]
+        assert len(store.runs("raw")) == 1, store.runs("raw")
+        raw = {store.read_lineage("split", a.json()["run"])["inputs"]["raw"]["path"] for a in answers}
+        assert raw == {store.run_path("raw", store.latest("raw"), "SMSSpamCollection")}
+        state["prepared"] = next(a.json() for a in answers if a.json()["run"] == store.latest("split"))
 
         started = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
         assert started.status_code == 202 and started.headers["Location"].endswith(started.json()["job"])
@@ -205,7 +222,7 @@ def test_monitoring_and_a_shadow_test_through_the_service(stores):
 
 
 def test_a_broken_newest_version_falls_back_to_the_previous_one(stores):
-    with tracking.using(stores["uri"], "sms-spam-filter-project"):
+    with tracking.using(stores["uri"], EXPERIMENT):
         assert registry.champion_version(MODEL_NAME) == "2"
         registry.corrupt_version(MODEL_NAME, "2")
     with service(stores) as server:
@@ -259,5 +276,90 @@ def test_kill_9_during_prepare_and_training_loses_nothing(stores):
     with service(stores) as server:
         record = requests.get(f"{server.url}/jobs/{job}", headers=AUTH, timeout=60).json()
         assert record["status"] == "failed" and record["error"].startswith("interrupted")
+        with tracking.using(stores["uri"], EXPERIMENT):  # the killed training's run, if it had begun, is ended
+            assert registry_runs("RUNNING") == []
         again = requests.post(f"{server.url}/prepare", json={}, headers=AUTH, timeout=60)
         assert again.status_code == 200
+
+
+def registry_runs(status: str) -> list[str]:
+    """The ids of the runs of the active experiment in ``status``."""
+    import mlflow
+
+    runs = mlflow.search_runs(filter_string=f"attributes.status = '{status}'", output_format="list")
+    return [run.info.run_id for run in runs]
+
+
+def newer_version(known: int, timeout: float = 300) -> str:
+    """Poll the registry (every 20 ms) until a version above ``known`` is registered; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        newest = registry.versions(MODEL_NAME)
+        if newest and int(newest[0]) > known:
+            return newest[0]
+        time.sleep(0.02)
+    raise TimeoutError(f"no version above {known} registered within {timeout} s")
+
+
+def test_a_training_killed_after_registering_is_ended_and_its_version_never_serves(stores):
+    """``kill -9`` of the service right after its training registered a version: after the restart the MLflow run
+    is ended (KILLED when the kill came inside it), the version tagged ``crashed`` and the job failed; a later
+    champion broken, the fallback serves the previous champion and never tries the crashed version; every version
+    broken, the 503 says what to do."""
+    import mlflow
+
+    uri, root = stores["uri"], str(stores["root"])
+    with tracking.using(uri, EXPERIMENT):
+        known = int(registry.versions(MODEL_NAME)[0])
+        champion = registry.champion_version(MODEL_NAME)
+    with service(stores) as server:
+        # a gate no model passes: the version is never promoted, however late the kill lands after registration
+        started = requests.post(f"{server.url}/train", json={"min_aucpr": 0.9999}, headers=AUTH, timeout=30)
+        assert started.status_code == 202, started.text
+        job = started.json()["job"]
+        with tracking.using(uri, EXPERIMENT):
+            crashed = newer_version(known)
+            kill_service(server)
+            record = mlflow.MlflowClient().get_model_version(MODEL_NAME, crashed)
+            run_at_kill = mlflow.get_run(record.run_id)
+    assert run_at_kill.data.tags["job_id"] == job  # the run carries its job from its creation
+    print(f"run of the killed training at the kill: {run_at_kill.info.status}")  # KILLED below if RUNNING here
+    one_worker = [*COMMAND[:-1], "1"]  # --workers 1: /models/reload below reaches the one worker that serves
+    with procs.serve(one_worker, cwd=PROJECT, env=stores["env"], timeout=90) as server:  # cleans up, then serves
+        url = server.url
+        failed = requests.get(f"{url}/jobs/{job}", headers=AUTH, timeout=60).json()
+        assert failed["status"] == "failed" and failed["error"].startswith("interrupted")
+        with tracking.using(uri, EXPERIMENT):
+            run = mlflow.get_run(record.run_id)
+            tags = mlflow.MlflowClient().get_model_version(MODEL_NAME, crashed).tags
+            assert registry.champion_version(MODEL_NAME) == champion
+        expected = "KILLED" if run_at_kill.info.status == "RUNNING" else run_at_kill.info.status
+        assert run.info.status == expected != "RUNNING", (run_at_kill.info.status, run.info.status)
+        assert tags["crashed"] == "true" and job in tags["crashed_reason"]
+        assert registry_runs("RUNNING") == []
+        trained = requests.post(f"{url}/train", json={}, headers=AUTH, timeout=30)
+        result = wait_job(url, trained.json()["job"])
+        assert result["status"] == "succeeded" and result["result"]["promoted"], result
+        newest = result["result"]["model_version"]
+        assert int(newest) == int(crashed) + 1
+
+        with tracking.using(uri, EXPERIMENT):
+            registry.corrupt_version(MODEL_NAME, newest)  # the champion breaks; the crashed version is older now
+        assert requests.post(f"{url}/models/reload", headers=AUTH, timeout=60).status_code == 200
+        health = requests.get(f"{url}/health", timeout=60).json()
+        assert health["serving"]["version"] == "1" and health["serving"]["standing"] == "previous champion"
+        assert [f["version"] for f in health["failures"]] == [newest, "2"]  # never the crashed one
+        assert health["fallback"] and "fallback" in health["warning"]
+
+        with tracking.using(uri, EXPERIMENT):
+            registry.corrupt_version(MODEL_NAME, "1")  # every version broken or crashed
+        assert requests.post(f"{url}/models/reload", headers=AUTH, timeout=60).status_code == 200
+        refused = requests.post(f"{url}/score", json={"text": "see you at lunch"}, timeout=60)
+        assert refused.status_code == 503
+        message = refused.json()["message"]
+        assert f"v{newest}: " in message and "v2: " in message and "v1: " in message
+        assert f"left out as crashed trainings: v{crashed}" in message
+        assert "POST /train" in message and "python -m src.backup restore BACKUP DEST" in message
+        health = requests.get(f"{url}/health", timeout=60)
+        assert health.json()["status"] == "no_model" and health.json()["error"] == message
+        assert root not in message and root not in health.text  # store-relative: no absolute path leaves

@@ -16,6 +16,11 @@ that an in-memory job table cannot give under gunicorn's several worker processe
   persist it as ``failed`` ("interrupted: ..."). Probing the lock holds it for microseconds only; :meth:`Jobs.submit`
   retries for a moment before it reports busy, so a probe never makes a submission fail.
 
+The same locks serve short critical sections that are not jobs: :func:`exclusive` waits for a named lock of the
+store (raw-data ingestion takes one, so that twenty concurrent ``/prepare`` on an empty store ingest the data once),
+and :func:`current_job` tells code running inside a job which job it is (training tags its MLflow run with it, so a
+run whose job died can be found and ended).
+
 The locks are local files, so every process that shares the store's ``jobs/`` must share ``lock_dir`` (one host, or
 one container with its worker processes); they are POSIX ``flock`` locks (Linux, macOS; gunicorn is POSIX-only too).
 By default (:func:`default_lock_dir`) the folder follows the store: ``<store>/.locks`` for a local store, and for a
@@ -39,6 +44,8 @@ MLflow database). The laptop default stays the ``flock`` folder: nothing to run.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -48,7 +55,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,6 +83,15 @@ _PG_APP = "aml-jobs"
 JOB_ID = re.compile(r"^(?P<kind>[a-z][a-z0-9_]{0,31})-(?P<time>\d{8}T\d{6}Z)-(?P<token>[0-9a-f]{8})$")
 
 Report = Callable[[float, str], None]
+
+#: the id of the job the current thread runs (set by :meth:`Jobs._run` for the job function's duration)
+_current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("aml_current_job", default=None)
+
+
+def current_job() -> str | None:
+    """The id of the job whose function is running in this thread (``None`` outside a job): lets a stage that runs
+    as a job label what it writes elsewhere (an MLflow run) with the job that wrote it."""
+    return _current_job.get()
 
 
 class JobNotFoundError(LookupError):
@@ -260,6 +276,50 @@ def default_lock_dir(store: DataStore) -> Path:
     return Path.home() / ".cache" / "aml" / "locks" / hashlib.sha256(store.url.encode()).hexdigest()[:16]
 
 
+def _make_lock(store: DataStore, name: str, lock_dir: str | Path | None, lock_url: str | None):
+    """The lock ``name`` of ``store``: PostgreSQL's when a lock URL is given or set in :data:`LOCK_URL_ENV`, else a
+    file in ``lock_dir`` (default :func:`default_lock_dir`)."""
+    url = os.environ.get(LOCK_URL_ENV, "") if lock_url is None else lock_url
+    if url.strip():
+        return _PgLocks(url, store.url).lock(_check_kind(name))
+    if fcntl is None:  # pragma: no cover - Windows
+        raise RuntimeError("store locks need POSIX file locks (fcntl): run the service on Linux or macOS")
+    folder = Path(lock_dir) if lock_dir is not None else default_lock_dir(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    return _KindLock(folder / f"{_check_kind(name)}.lock")
+
+
+@contextlib.contextmanager
+def exclusive(
+    store: DataStore,
+    name: str,
+    timeout: float = 120.0,
+    lock_dir: str | Path | None = None,
+    lock_url: str | None = None,
+    poll: float = 0.01,
+    max_poll: float = 0.25,
+) -> Iterator[None]:
+    """Hold the store's lock ``name`` for the ``with`` block, waiting up to ``timeout`` seconds for it: one holder
+    at a time across the threads and processes that share the lock folder (``lock_dir``, default
+    :func:`default_lock_dir`) or the PostgreSQL lock database (``lock_url``, default :data:`LOCK_URL_ENV`), as for
+    :class:`Jobs`. The locks share one namespace with the job kinds: do not name a section after a kind of job.
+    Raises :class:`TimeoutError` when the lock stays held (its holder is alive: a dead holder's lock is freed by the
+    kernel or the database). The waits between attempts double from ``poll`` to ``max_poll`` seconds: each attempt
+    on PostgreSQL is a connection of its own, so many waiters must not hammer the database."""
+    lock = _make_lock(store, name, lock_dir, lock_url)
+    deadline = time.monotonic() + timeout
+    wait = poll
+    while not lock.try_acquire():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the data store's {name!r} lock is still held by another process after {timeout:g} s")
+        time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        wait = min(wait * 2, max_poll)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class Jobs:
     """Background jobs whose records live in ``store`` (``jobs/<id>.json``) and whose locks live in ``lock_dir``
     (default :func:`default_lock_dir`), or in the PostgreSQL database ``lock_url`` (default the environment's
@@ -374,6 +434,7 @@ class Jobs:
                     state["last"] = now
                     save("progress")
 
+        token = _current_job.set(record["id"])
         try:
             with guard:
                 record.update(status=RUNNING, started_at=utc_now())
@@ -401,6 +462,7 @@ class Jobs:
                         "job %s: could not write its final record (it will read as interrupted)", record["id"]
                     )
         finally:
+            _current_job.reset(token)
             lock.release()  # only now: a reader that finds the lock free knows the final record is written
 
     # -- reading -----------------------------------------------------------------------------------------------------

@@ -186,8 +186,13 @@ def tracked(
     data_file: str = "train.csv",
     figures: Callable[[Any], dict] | None = None,
     serialization_format: str = "skops",
+    tags: Mapping[str, str] | None = None,
 ):
     """Decorate a training function so that each call is one MLflow run in the current experiment.
+
+    ``tags`` are set on the run as it is created (``mlflow.start_run(tags=...)``), before the function runs: what
+    must be on the run even if the process dies during the training (the service's job id, so that the run of a
+    killed training can be found and ended).
 
     The function returns an outcome with ``name``, ``model`` (a scikit-learn estimator with ``predict_proba``),
     ``metrics`` (nested mappings allowed), ``params`` and ``input_example``. The wrapper logs the params (``model``
@@ -205,6 +210,7 @@ def tracked(
     """
     if serialization_format not in SERIALIZATION_FORMATS:
         raise ValueError(f"serialization_format must be one of {SERIALIZATION_FORMATS}, got {serialization_format!r}")
+    run_tags = {str(k): str(v) for k, v in (tags or {}).items()}
 
     def decorate(fn):
         @functools.wraps(fn)
@@ -213,7 +219,7 @@ def tracked(
             # folder <repo>/mlflow exists, so a mixed import block would sort differently from run to run
             import mlflow
 
-            with mlflow.start_run() as run:
+            with mlflow.start_run(tags=run_tags or None) as run:
                 outcome = fn(*args, **kwargs)
                 missing = [
                     a for a in ("name", "model", "metrics", "params", "input_example") if not hasattr(outcome, a)

@@ -43,6 +43,7 @@ from aml.mlops import experiments
 from aml.mlops.datastore import DataStore, StoreError
 from aml.mlops.jobs import Jobs
 from aml.project import endpoints, handlers
+from aml.project import train as train_stage
 from aml.project.handlers import Service, ServiceUnavailable, Unprocessable, json_body, store_path
 from aml.project.serving import NO_MODEL, REFRESH_S, ModelHolder, Router
 from aml.project.settings import CONFIGS, StageError, make_config
@@ -66,6 +67,7 @@ __all__ = [
     "parse_settings",
     "resolve_token",
     "serve",
+    "start_worker",
     "store_path",
 ]
 
@@ -259,17 +261,31 @@ def parse_settings(argv: list[str] | None = None, environ: Mapping[str, str] | N
         raise ConfigError(str(exc)) from None
 
 
+def start_worker(app: Flask) -> None:
+    """What a serving process does before its first request: end the MLflow runs of trainings whose job died and
+    tag the versions they registered (:func:`aml.project.train.recover_crashed`; a failure is logged, the process
+    serves anyway), then load the model (so a crashed version is never among the candidates)."""
+    parts = app.extensions["aml"]
+    try:
+        recovered = train_stage.recover_crashed(parts["jobs"], parts["service"].model_name)
+        if recovered["runs"] or recovered["versions"]:
+            log.warning("crashed trainings cleaned up: %s", recovered)
+    except Exception:
+        log.exception("could not clean up after crashed trainings")
+    parts["holder"].get()
+
+
 def serve(app: Flask, settings: web.ServerSettings) -> None:
     """Serve with gunicorn (production: behind nginx unless ``--no-proxy``, see :func:`aml.core.web.run_gunicorn`)
     or the development server."""
     log.info("serving on http://%s:%d with %s", settings.host, settings.port, settings.server)
-    holder: ModelHolder = app.extensions["aml"]["holder"]
     if settings.server == "gunicorn":
-        # each worker loads the model before it takes its first request (the master never touches MLflow); a worker
-        # busy loading or training in a thread may miss heartbeats for a while: 120 s before the master replaces it
-        web.run_gunicorn(app, settings, timeout=120, post_worker_init=lambda worker: holder.get())
+        # each worker cleans up and loads the model before it takes its first request (the master never touches
+        # MLflow); a worker busy loading or training in a thread may miss heartbeats for a while: 120 s before the
+        # master replaces it
+        web.run_gunicorn(app, settings, timeout=120, post_worker_init=lambda worker: start_worker(app))
     else:
-        holder.get()
+        start_worker(app)
         web.run_development(app, settings)
 
 

@@ -265,6 +265,7 @@ def train():
         raise Conflict(exc.description) from None  # no split run yet: call /prepare first
 
     def job(report):
+        train_stage.recover_crashed(svc.jobs, cfg.registered_model)  # under the train lock: earlier jobs are dead
         result = train_stage.train(svc.store, cfg, report)
         svc.holder.reload(force=True)
         return result
@@ -333,13 +334,8 @@ def evaluate():
 
 def health():
     """``GET /health``: liveness, what serves, the fallback state."""
-    state = service().holder.describe()
-    body = {"status": "ok" if state["ready"] else "no_model", **state}
-    if state["fallback"]:
-        body["warning"] = (
-            f"serving version {state['serving']['version']} as a fallback: newer versions failed {state['failures']}"
-        )
-    return jsonify(body)
+    state = service().holder.describe()  # its "warning" says when a fallback or a never-promoted version serves
+    return jsonify({"status": "ok" if state["ready"] else "no_model", **state})
 
 
 def models():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from aml.mlops.datastore import DataStore
+from aml.mlops.datastore import DataStore, StoreConflictError
 from aml.project.run import StoreRun, dumps
 from aml.project.settings import PrepareConfig
 from aml.spam import sms, stages
@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # imported where used: pandera and matplotlib load when data 
 log = logging.getLogger("aml.project.prepare")
 
 RAW_FILE = sms.FILENAME
+#: the content index of the raw data: ``raw/sha256/<SHA-256 of the bytes>.json`` names the run that holds them
+RAW_INDEX = "raw/sha256"
+#: the store lock (:func:`aml.mlops.jobs.exclusive`) an ingestion holds while it looks up and writes raw data
+INGEST_LOCK = "ingest_raw"
 PROFILE_FILE, PROFILE_PAGE = "profile.json", "profile.html"
 #: the folders one data-stage run writes, under one run id
 KINDS = ("processed", "split", "scoring")
@@ -37,21 +41,77 @@ def no_report(fraction: float, message: str) -> None:
     log.info("%3.0f%% %s", 100 * fraction, message)
 
 
-def ingest_raw(store: DataStore, source: str | Path | None = None) -> str:
-    """Copy the raw collection into ``raw/<run>/`` (never overwriting) and point ``raw/latest`` at it; returns the
-    store path. ``source``: a local file, default the dataset registry's copy (:func:`aml.spam.sms.load_sms`'s)."""
+def _raw_run_of(store: DataStore, path: str) -> str:
+    """The run id of a raw file's store path ``raw/<run>/<file>``."""
+    return path.split("/")[1]
+
+
+def find_raw(store: DataStore, digest: str, scan: bool = True) -> str | None:
+    """The store path of the raw file whose bytes have SHA-256 ``digest``, or ``None``: the content index's entry
+    (``raw/sha256/<digest>.json``, checked against the file's hash), else, with ``scan``, a raw run holding those
+    bytes without an entry (an ingestion killed between its file and its entry; the entry is written now), newest
+    first."""
+    entry = f"{RAW_INDEX}/{digest}.json"
+    if store.exists(entry):
+        path = store.read_json(entry).get("path")
+        if isinstance(path, str) and store.exists(path) and store.sha256(path) == digest:
+            return path
+        log.warning("the raw content index entry %s does not match its file: looking through the raw runs", entry)
+    if not scan:
+        return None
+    for run in reversed(store.runs("raw")):
+        path = store.run_path("raw", run, RAW_FILE)
+        if store.exists(path) and store.sha256(path) == digest:
+            store.write_json(entry, {"run": run, "path": path, "sha256": digest})
+            return path
+    return None
+
+
+def ingest_raw(store: DataStore, source: str | Path | None = None, timeout: float = 120.0) -> str:
+    """Store the raw collection once per content and point ``raw/latest`` at it; returns the store path.
+
+    ``source``: a local file, default the dataset registry's copy (:func:`aml.spam.sms.load_sms`'s). The bytes are
+    validated first (``raw/latest`` never moves to data that every later prepare would refuse), then addressed by
+    their SHA-256: bytes already in the store (:func:`find_raw`) are not written again, new bytes go to a new run
+    ``raw/<run>/`` (never overwriting) and get their entry ``raw/sha256/<digest>.json`` in the content index. The
+    look-up and the write hold the store's ``ingest_raw`` lock (:func:`aml.mlops.jobs.exclusive`: the threads and
+    worker processes of a service, and replicas on several hosts when the job locks are PostgreSQL's), so any number
+    of concurrent ingestions of the same bytes store them once. The entry is created, never overwritten: even
+    without a shared lock (hosts that share an object store but no lock database) one run is the content's."""
     from aml.core import datasets
+    from aml.mlops import jobs
 
     path = Path(source) if source else datasets.fetch("sms_spam") / RAW_FILE
     if not path.is_file():
         raise FileNotFoundError(f"raw data not found: {path}")
     data = path.read_bytes()
-    sms.check_sms_frame(sms.read_sms_file(path))  # refused before anything is written: raw/latest never moves to
-    # data that every later prepare would refuse
+    sms.check_sms_frame(sms.read_sms_file(path))  # refused before anything is written
+    digest = hashlib.sha256(data).hexdigest()
+    found = find_raw(store, digest, scan=False)  # the common case, without waiting for the lock
+    if found is None:
+        with jobs.exclusive(store, INGEST_LOCK, timeout=timeout):
+            found = find_raw(store, digest)  # again under the lock: another ingestion may have stored it meanwhile
+            if found is None:
+                found = _store_raw(store, path, data, digest)
+    store.set_latest("raw", _raw_run_of(store, found))
+    return found
+
+
+def _store_raw(store: DataStore, source: Path, data: bytes, digest: str) -> str:
+    """Write new raw bytes as a new run with its lineage, then their content index entry (created, never
+    overwritten: when another host's entry won, its run is the content's and this run stays unpublished)."""
     run = StoreRun(store, "raw")
     output = run.write_bytes(RAW_FILE, data, overwrite=False)
-    run.write_lineage({"source": str(path), "outputs": {RAW_FILE: output}})
-    run.publish()
+    run.write_lineage({"source": str(source), "outputs": {RAW_FILE: output}})
+    entry = f"{RAW_INDEX}/{digest}.json"
+    try:
+        store.write_json(entry, {"run": run.id, "path": output["path"], "sha256": digest}, overwrite=False)
+    except StoreConflictError:
+        winner = find_raw(store, digest)
+        if winner is not None:
+            log.warning("raw data %s was stored by another host at the same time: using %s", digest[:12], winner)
+            return winner
+        store.write_json(entry, {"run": run.id, "path": output["path"], "sha256": digest})  # a stale entry
     return output["path"]
 
 

@@ -41,6 +41,13 @@ PROBES = (
 )
 REFRESH_S = 5.0
 NO_MODEL = "no model is registered yet: call POST /prepare, then POST /train, and wait for its job to succeed"
+#: what to do when every registered version fails (the end of the 503's and ``/health``'s message)
+NO_SERVABLE_HINT = (
+    "What to do: retrain with POST /train (it trains, validates and promotes a new version from the latest prepared "
+    "data; call POST /prepare first if there is none), or restore a backup taken while a version served: run "
+    "'python -m src.backup restore BACKUP DEST' in the project folder, then restart the service with the settings "
+    "it prints"
+)
 
 
 @dataclass
@@ -243,11 +250,11 @@ class ModelHolder:
             return
         except registry.NoServableVersionError as exc:
             self.load_failures += len(exc.failures)
-            self.model, self.error, self.failures = None, str(exc), exc.failures
+            self.model, self.error, self.failures = None, f"{exc}. {NO_SERVABLE_HINT}", exc.failures
             log.error("%s", exc)
             return
         except Exception as exc:  # the registry itself is unreachable: keep what serves
-            self.error = f"cannot reach the model registry: {type(exc).__name__}: {exc}"
+            self.error = f"cannot reach the model registry: {type(exc).__name__}: {registry.redact_paths(str(exc))}"
             log.exception("model load failed")
             return
         self.loads += 1
@@ -296,16 +303,37 @@ class ModelHolder:
             return self._versions[str(version)]
 
     def describe(self) -> dict:
-        """What ``/health`` reports about the model: ``ready``, what serves (version, source, threshold, scorer),
-        whether it is a fallback, and the load failures and error seen."""
+        """What ``/health`` reports about the model: ``ready``, what serves (version, source, standing, threshold,
+        scorer), whether it is a fallback, the load failures and error seen, and a ``warning`` (``None`` when all is
+        well: :func:`serving_warning`)."""
         model = self.get()
+        served = model.served if model else None
         return {
             "ready": model is not None,
             "serving": model.describe() if model else None,
-            "fallback": bool(model and model.served and model.served.fallback),
+            "fallback": bool(served and served.fallback),
             "failures": self.failures,
             "error": self.error,
+            "warning": serving_warning(served),
         }
+
+
+def serving_warning(served: registry.Served | None) -> str | None:
+    """What an operator should know about the serving version: that it is a fallback (newer versions failed) and
+    that it was never champion (a last resort: it serves only because no champion or previous champion can);
+    ``None`` when neither holds."""
+    if served is None:
+        return None
+    notes = []
+    if served.fallback:
+        notes.append(f"serving version {served.version} as a fallback: newer versions failed {served.failures}")
+    if served.last_resort:
+        notes.append(
+            f"version {served.version} was never champion (it did not pass model validation, or the registry's "
+            "promotion history does not name it): it serves as a last resort, because no champion or previous "
+            "champion can; retrain with POST /train"
+        )
+    return "; ".join(notes) or None
 
 
 # -- the experiment router -------------------------------------------------------------------------------------------

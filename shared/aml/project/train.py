@@ -3,6 +3,12 @@ registered in the model store (MLflow registry) → model validation (:func:`aml
 minimum AUCPR, the current champion, the behavioural bank, the out-of-domain set — its figures, and no more than
 :data:`aml.spam.behaviour.OOD_HAM_TOLERANCE` of the out-of-domain ham the champion keeps blocked; logged to MLflow) → ``champion`` moves only on a pass →
 ``training/<run>/report.json`` (one :class:`~aml.project.run.StoreRun`).
+
+A training that runs as a job of the service (``POST /train``) tags its MLflow run with the job id
+(:data:`JOB_TAG`) when the run is created. A training killed half-way (``kill -9``, a lost host) cannot end its run
+or finish its version: :func:`recover_crashed`, called when a serving process starts and before each training,
+ends the runs of dead jobs as ``KILLED`` and tags the versions they registered ``crashed``, so the fallback never
+serves them (:mod:`aml.mlops.registry`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import logging
 from pathlib import Path
 
 from aml.core import modelstore
-from aml.mlops import registry, tracking
-from aml.mlops.datastore import DataStore
+from aml.mlops import jobs, registry, tracking
+from aml.mlops.datastore import DataStore, StoreError
 from aml.project.prepare import Report, no_report
 from aml.project.run import StoreRun, load_split
 from aml.project.settings import StageError, TrainConfig
@@ -23,6 +29,8 @@ log = logging.getLogger("aml.project.train")
 
 #: predicted-spam and predicted-ham validation messages the training report shows for eyeballing
 VALIDATION_SAMPLES = 5
+#: the MLflow run tag naming the service job that ran the training
+JOB_TAG = "job_id"
 
 
 def champion_model(name: str):
@@ -159,9 +167,11 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
     # cloudpickle, not skops: the service is the only writer of its registry, and skops takes about a minute to save
     # a TF-IDF pipeline (see aml.mlops.tracking.tracked)
     fit = _tracked_fit(config, champion, champion_version, data, report)
-    trained = tracking.tracked(config.registered_model, serialization_format="cloudpickle")(fit)(
-        model, frames["train"], frames["validation"]
+    job = jobs.current_job()  # on the run from its creation: a killed training's run can be found and ended
+    tracked = tracking.tracked(
+        config.registered_model, serialization_format="cloudpickle", tags={JOB_TAG: job} if job else None
     )
+    trained = tracked(fit)(model, frames["train"], frames["validation"])
     version = str(trained.version)
     registry.set_tags(
         config.registered_model,
@@ -203,3 +213,52 @@ def train(store: DataStore, config: TrainConfig | None = None, report: Report = 
     run.publish()
     report(1.0, f"version {version} {'promoted to champion' if promoted else 'registered, not promoted'}")
     return result
+
+
+def _dead_job(service_jobs: jobs.Jobs, job_id: str | None) -> dict | None:
+    """The record of job ``job_id`` when it has finished without succeeding (failed, interrupted included: a live
+    job's record says running), else ``None`` (no job, a live one, a success, or a record that cannot be read)."""
+    if not job_id:
+        return None
+    try:
+        record = service_jobs.get(job_id)
+    except (jobs.JobNotFoundError, StoreError) as exc:
+        log.warning("the training job %s of an MLflow run cannot be read: %s", job_id, exc)
+        return None
+    return record if record.get("status") == jobs.FAILED else None
+
+
+def recover_crashed(service_jobs: jobs.Jobs, name: str) -> dict:
+    """Clean up after trainings whose job died: each MLflow run of the active experiment still ``RUNNING`` whose
+    job (its :data:`JOB_TAG`) has failed is ended as ``KILLED`` (its process can no longer end it), and each
+    version of ``name`` never promoted whose run's job failed is tagged ``crashed``
+    (:func:`aml.mlops.registry.mark_crashed`), with the job's error as the reason. A job still running (its
+    process holds its lock) is left alone, so this is safe while other workers train. Idempotent; returns
+    ``{"runs": [run ids ended], "versions": [versions tagged]}``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    ended, tagged = [], []
+    for run in mlflow.search_runs(filter_string="attributes.status = 'RUNNING'", output_format="list"):
+        record = _dead_job(service_jobs, run.data.tags.get(JOB_TAG))
+        if record is not None:
+            client.set_tag(run.info.run_id, registry.CRASHED, "true")
+            client.set_tag(run.info.run_id, registry.CRASHED_REASON, str(record.get("error", ""))[:500])
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+            log.warning("MLflow run %s of the dead job %s ended as KILLED", run.info.run_id, record["id"])
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        tags = dict(mv.tags)
+        if registry.is_crashed(tags) or registry.PROMOTED_AT in tags or not mv.run_id:
+            continue
+        try:
+            job_id = client.get_run(mv.run_id).data.tags.get(JOB_TAG)
+        except Exception as exc:  # a run deleted from the tracking store: nothing links the version to a job
+            log.warning("the run of version %s of %s cannot be read: %s", mv.version, name, exc)
+            continue
+        record = _dead_job(service_jobs, job_id)
+        if record is not None:
+            registry.mark_crashed(name, str(mv.version), f"job {record['id']}: {record.get('error', 'failed')}")
+            tagged.append(str(mv.version))
+            log.warning("version %s of %s was registered by the dead job %s: tagged crashed", mv.version, name, job_id)
+    return {"runs": ended, "versions": tagged}

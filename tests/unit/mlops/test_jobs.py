@@ -307,3 +307,74 @@ def test_the_default_lock_folder_follows_the_store(tmp_path, monkeypatch):
     assert folder.parent == tmp_path / "home" / ".cache" / "aml" / "locks" and len(folder.name) == 16
     assert jobs_module.default_lock_dir(again) == folder != jobs_module.default_lock_dir(other)
     assert Jobs(first).lock_dir == folder and folder.is_dir()
+
+
+# -- store locks and the current job ---------------------------------------------------------------------------------
+
+
+def test_exclusive_admits_one_holder_at_a_time_across_threads_and_objects(store, tmp_path):
+    inside, most = [], []
+    guard = threading.Lock()
+
+    def section(i: int) -> None:
+        with jobs_module.exclusive(store, "section", lock_dir=tmp_path / "locks"):
+            with guard:
+                inside.append(i)
+                most.append(len(inside))
+            threading.Event().wait(0.01)
+            with guard:
+                inside.remove(i)
+
+    threads = [threading.Thread(target=section, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(most) == 8 and max(most) == 1
+    with jobs_module.exclusive(store, "section", lock_dir=tmp_path / "locks"):
+        with pytest.raises(TimeoutError, match="'section' lock is still held"):
+            with jobs_module.exclusive(store, "section", timeout=0.05, lock_dir=tmp_path / "locks"):
+                pass
+        with jobs_module.exclusive(store, "other", timeout=0.05, lock_dir=tmp_path / "locks"):
+            pass  # another name is another lock
+    with pytest.raises(ValueError, match="job kind"):
+        with jobs_module.exclusive(store, "../x"):
+            pass
+
+
+def test_exclusive_waits_for_another_process_and_a_killed_holder_frees_it(store, tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from aml.mlops.datastore import DataStore\n"
+            "from aml.mlops import jobs\n"
+            "with jobs.exclusive(DataStore(sys.argv[1]), 'section', lock_dir=sys.argv[2]):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(60)\n",
+            store.url,
+            str(tmp_path / "locks"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError):
+            with jobs_module.exclusive(store, "section", timeout=0.1, lock_dir=tmp_path / "locks"):
+                pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        with jobs_module.exclusive(store, "section", timeout=10, lock_dir=tmp_path / "locks"):
+            pass  # the kernel released the dead holder's lock
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_current_job_names_the_job_inside_its_function_only(jobs):
+    assert jobs_module.current_job() is None
+    record = jobs.submit("train", lambda report: {"inside": jobs_module.current_job()})
+    assert jobs.wait(record["id"], timeout=10)["result"] == {"inside": record["id"]}
+    assert jobs_module.current_job() is None

@@ -124,3 +124,27 @@ def test_keys_differ_by_store_and_kind_and_fit_postgres_bigint(lock_url):
     keys = {a.key("train"), a.key("prepare"), b.key("train")}
     assert len(keys) == 3 and all(-(2**63) <= k < 2**63 for k in keys)
     assert a.key("train") == jobs_module._PgLocks(lock_url, "s3://a/data").key("train")  # stable across hosts
+
+
+def test_exclusive_sections_across_hosts_in_postgresql(store, tmp_path, lock_url):
+    """:func:`aml.mlops.jobs.exclusive` on the database: a second host (another lock folder) waits for the section,
+    times out while it is held, enters once it is free; the waits back off, so a waiter opens a few connections a
+    second, not a hundred."""
+    attempts = []
+    real = jobs_module._PgKindLock.try_acquire
+
+    def counted(self):
+        attempts.append(time.monotonic())
+        return real(self)
+
+    with jobs_module.exclusive(store, "ingest_raw", lock_dir=tmp_path / "a", lock_url=lock_url):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(jobs_module._PgKindLock, "try_acquire", counted)
+            with pytest.raises(TimeoutError, match="'ingest_raw' lock is still held"):
+                with jobs_module.exclusive(
+                    store, "ingest_raw", timeout=1.0, lock_dir=tmp_path / "b", lock_url=lock_url
+                ):
+                    pass
+        assert 3 <= len(attempts) <= 12, len(attempts)  # 10, 20, 40, ... 250 ms apart: 8 or so in one second
+    with jobs_module.exclusive(store, "ingest_raw", timeout=10, lock_dir=tmp_path / "b", lock_url=lock_url):
+        pass

@@ -198,6 +198,7 @@ def test_corrupt_version_breaks_real_loading_and_load_serving_falls_back(name, l
     served = registry.load_serving(name)
     assert served.version == "2" and served.fallback and served.source == "champion"
     assert [f["version"] for f in served.failures] == ["3"] and served.failures[0]["error"]
+    assert str(folder) not in served.failures[0]["error"] and "/tmp" not in served.failures[0]["error"]
 
 
 def test_served_describe_is_json_able(name, three):
@@ -211,8 +212,118 @@ def test_served_describe_is_json_able(name, three):
     served = registry.load_serving(name, prepare)
     described = served.describe()
     assert json.loads(json.dumps(described)) == described
-    assert set(described) == {"name", "version", "source", "fallback", "failures", "run_id", "loaded_at"}
+    assert set(described) == {"name", "version", "source", "fallback", "failures", "run_id", "loaded_at", "standing"}
+    assert described["standing"] == registry.NEVER_PROMOTED
     assert described["version"] == "2" and described["fallback"] is True
     assert described["failures"] == [{"version": "3", "error": "ValueError: broken on purpose"}]
     described["failures"].append("changed")  # a copy: the record is not changed through it
     assert len(served.failures) == 1
+
+
+# -- promotion history, crashed versions, last resort ----------------------------------------------------------------
+
+
+def tags_of(name: str, version: str) -> dict:
+    import mlflow
+
+    return mlflow.MlflowClient().get_model_version(name, version).tags
+
+
+def test_promote_records_each_promotion(name, three):
+    registry.promote(name, "1")
+    first = tags_of(name, "1")[registry.PROMOTED_AT]
+    registry.promote(name, "3")
+    assert tags_of(name, "3")[registry.PROMOTED_AT] > first == tags_of(name, "1")[registry.PROMOTED_AT]
+    assert registry.PROMOTED_AT not in tags_of(name, "2")
+    registry.promote(name, "1")  # a rollback: promoted again, later
+    assert tags_of(name, "1")[registry.PROMOTED_AT] > tags_of(name, "3")[registry.PROMOTED_AT]
+
+
+def test_promote_gives_a_champion_from_before_the_history_its_registration_time(name, three):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, tracking.CHAMPION, "2")  # promoted by hand, no history
+    registry.promote(name, "3")
+    assert tags_of(name, "2")[registry.PROMOTED_AT] < tags_of(name, "3")[registry.PROMOTED_AT]
+    assert registry.candidates(name) == ("champion", ["3", "2", "1"])
+
+
+def test_candidates_prefer_previous_champions_by_promotion_over_never_promoted(name, logged):
+    for _ in range(5):
+        tracking.register(logged[0], name)
+    for version in ("1", "2", "1", "4"):  # 3 never promoted; 1 promoted again after 2
+        registry.promote(name, version)
+    # 5 is newer than the champion: never a candidate; previous champions, latest promotion first; then 3
+    assert registry.candidates(name) == ("champion", ["4", "1", "2", "3"])
+    import mlflow
+
+    mlflow.MlflowClient().delete_registered_model_alias(name, tracking.CHAMPION)
+    assert registry.candidates(name) == ("latest", ["4", "1", "2", "5", "3"])
+
+
+def test_crashed_versions_are_never_candidates(name, three):
+    registry.promote(name, "1")
+    registry.mark_crashed(name, "2", "interrupted: the service stopped")
+    registry.promote(name, "3")
+    assert tags_of(name, "2")[registry.CRASHED] == "true" and registry.is_crashed(tags_of(name, "2"))
+    assert registry.candidates(name) == ("champion", ["3", "1"])
+    assert registry.crashed_versions(name) == ["2"]
+
+    def prepare(model, tags):
+        raise ValueError("cannot score")
+
+    with pytest.raises(registry.NoServableVersionError) as caught:
+        registry.load_serving(name, prepare)
+    assert caught.value.crashed == ["2"] and [f["version"] for f in caught.value.failures] == ["3", "1"]
+    assert "left out as crashed trainings: v2" in str(caught.value)
+
+
+def test_every_version_crashed_raises_naming_them(name, three):
+    for version in three:
+        registry.mark_crashed(name, version, "interrupted")
+    assert registry.candidates(name) == ("latest", [])
+    with pytest.raises(registry.NoServableVersionError, match="crashed trainings: v3, v2, v1") as caught:
+        registry.load_serving(name)
+    assert caught.value.failures == []
+
+
+def test_load_serving_says_how_the_served_version_stands(name, three, logged, caplog):
+    registry.promote(name, "1")
+    registry.promote(name, "2")
+    assert registry.load_serving(name).standing == registry.CHAMPION_STANDING
+
+    def prepare(model, tags):
+        if registry.PROMOTED_AT in tags and c_of(model) == 2.0:
+            raise ValueError("the champion cannot score")
+        return model
+
+    served = registry.load_serving(name, prepare)
+    assert (served.version, served.standing, served.fallback) == ("1", registry.PREVIOUS_CHAMPION, True)
+    assert not served.last_resort
+
+    def only_never_promoted(model, tags):
+        if registry.PROMOTED_AT in tags:
+            raise ValueError("broken")
+        return model
+
+    registry.promote(name, "3")  # 3 champion; 1 and 2 previous champions; nothing older never promoted
+    with pytest.raises(registry.NoServableVersionError):
+        registry.load_serving(name, only_never_promoted)
+    other = f"{name}-b"
+    for uri in logged:
+        tracking.register(uri, other)
+    registry.promote(other, "3")
+    with caplog.at_level(logging.WARNING, logger="aml.mlops.registry"):
+        served = registry.load_serving(other, only_never_promoted)
+    assert (served.version, served.standing) == ("2", registry.NEVER_PROMOTED) and served.last_resort
+    assert "last resort" in caplog.text
+
+
+def test_redact_paths_leaves_no_absolute_path():
+    text = "No such file: '/srv/aml/mlflow/artifacts/1/m-1/artifacts/model.pkl', see file:///srv/aml/store/x.csv"
+    redacted = registry.redact_paths(text, {"/srv/aml/mlflow/artifacts/1/m-1/artifacts": "models:/m/1"})
+    assert redacted == "No such file: 'models:/m/1/model.pkl', see \N{HORIZONTAL ELLIPSIS}/x.csv"
+    untouched = "s3://bucket/data/x.csv and models:/m/2 and 1/2 and raw/run/file"
+    assert registry.redact_paths(untouched) == untouched
+    assert registry.redact_paths("/etc/passwd") == "\N{HORIZONTAL ELLIPSIS}/passwd"

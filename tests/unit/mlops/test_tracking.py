@@ -173,6 +173,21 @@ def test_decorator_wraps_any_train_function(store, splits):
     assert run.data.metrics == {"aucpr": 0.9}
 
 
+def test_decorator_tags_the_run_before_the_function_runs(store, splits):
+    import mlflow
+
+    seen = {}
+
+    @tracking.tracked(registered_model=None, tags={"job_id": "train-20260101T000000Z-0123abcd", "attempt": 2})
+    def tagged(name, estimator, parts):
+        seen.update(mlflow.get_run(mlflow.active_run().info.run_id).data.tags)  # already on the run
+        return Outcome(name, estimator.fit(parts["train"]["text"], parts["train"]["y"]), {"aucpr": 0.9})
+
+    out = tagged("t", models.KeywordHeuristic(), splits)
+    assert seen["job_id"] == "train-20260101T000000Z-0123abcd" and seen["attempt"] == "2"
+    assert mlflow.get_run(out.run_id).data.tags["job_id"] == "train-20260101T000000Z-0123abcd"
+
+
 def test_decorator_rejects_a_wrong_return_and_fails_the_run(store, splits):
     import mlflow
 

@@ -232,6 +232,31 @@ def test_train_before_prepare_is_refused_before_a_job_is_queued(fresh):
     assert fresh.store.list("jobs") == []  # no job queued to fail later
 
 
+def test_start_worker_ends_a_dead_trainings_run_then_loads_the_model(fresh, monkeypatch, caplog):
+    import logging
+
+    import mlflow
+
+    from aml.project import train
+
+    dead = {"id": "train-20260101T000000Z-0123abcd", "kind": "train", "status": "running", "params": {}}
+    fresh.store.write_json(f"jobs/{dead['id']}.json", dead)  # a training whose process died: no lock is held
+    experiment = mlflow.get_experiment_by_name("test-api-fresh").experiment_id
+    run = mlflow.MlflowClient().create_run(experiment, tags={train.JOB_TAG: dead["id"]})
+    api.start_worker(fresh.app)
+    assert mlflow.get_run(run.info.run_id).info.status == "KILLED"
+    assert fresh.store.read_json(f"jobs/{dead['id']}.json")["status"] == "failed"
+    assert fresh.app.extensions["aml"]["holder"].error == api.NO_MODEL  # loaded: nothing registered yet
+
+    def unreachable(*args):
+        raise RuntimeError("the registry is down")
+
+    monkeypatch.setattr(train, "recover_crashed", unreachable)
+    with caplog.at_level(logging.ERROR, logger="aml.project.api"):
+        api.start_worker(fresh.app)  # logged; the process serves anyway
+    assert "could not clean up after crashed trainings" in caplog.text
+
+
 # -- auth ------------------------------------------------------------------------------------------------------------
 
 PROTECTED = [

@@ -39,6 +39,76 @@ def test_ingest_raw_never_overwrites(store, tmp_path, raw_file):
     assert store.latest("raw") == run_2
 
 
+def test_ingest_raw_stores_the_same_bytes_once(store, tmp_path, raw_file):
+    first_source = raw_file(tmp_path / "first")
+    first = prepare.ingest_raw(store, first_source)
+    digest = store.sha256(first)
+    entry = store.read_json(f"{prepare.RAW_INDEX}/{digest}.json")
+    assert entry == {"run": store.latest("raw"), "path": first, "sha256": digest}
+    copy = tmp_path / "copy"
+    copy.write_bytes(first_source.read_bytes())  # the same bytes from another file: the same content
+    assert prepare.ingest_raw(store, copy) == first and len(store.runs("raw")) == 1
+    second = prepare.ingest_raw(store, raw_file(tmp_path / "second", offset=1000))
+    assert second != first and store.latest("raw") == second.split("/")[1]
+    assert prepare.ingest_raw(store, first_source) == first  # ingested again: latest moves back, nothing written
+    assert store.latest("raw") == first.split("/")[1] and len(store.runs("raw")) == 2
+    assert sorted(store.list(prepare.RAW_INDEX)) == sorted([f"{digest}.json", f"{store.sha256(second)}.json"])
+
+
+def test_find_raw_adopts_a_run_without_an_index_entry_and_skips_a_stale_one(store, tmp_path, raw_file):
+    source = raw_file(tmp_path / "raw")
+    path = prepare.ingest_raw(store, source)
+    digest = store.sha256(path)
+    entry = f"{prepare.RAW_INDEX}/{digest}.json"
+    store.local_path(entry).unlink()  # an ingestion killed between its file and its index entry
+    assert prepare.find_raw(store, digest, scan=False) is None
+    assert prepare.ingest_raw(store, source) == path and len(store.runs("raw")) == 1
+    assert store.read_json(entry)["path"] == path  # the entry written for the adopted run
+    store.write_json(entry, {"path": "raw/gone/SMSSpamCollection"})  # an entry whose file is gone
+    assert prepare.find_raw(store, digest) == path and store.read_json(entry)["path"] == path
+    assert prepare.find_raw(store, "0" * 64) is None
+
+
+def ingest_in_threads(url: str, source: str, n: int, start) -> list[str]:
+    """``n`` threads of this process ingest ``source`` into the store at ``url`` at once; their answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = datastore.DataStore(url)
+    start.wait(30)
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: prepare.ingest_raw(store, source), range(n)))
+
+
+def ingest_in_child(url: str, source: str, n: int, start, answers) -> None:
+    answers.put(ingest_in_threads(url, source, n, start))
+
+
+def test_concurrent_ingestions_in_threads_and_processes_store_the_bytes_once(store, tmp_path, raw_file):
+    import multiprocessing
+    import threading
+
+    source = str(raw_file(tmp_path / "raw", n_ham=2000, n_spam=500))  # ~120 KB: the writes take a moment
+    context = multiprocessing.get_context("fork")
+    start, answers = context.Event(), context.Queue()
+    children = [context.Process(target=ingest_in_child, args=(store.url, source, 5, start, answers)) for _ in range(3)]
+    for child in children:
+        child.start()
+    here: list[str] = []
+    thread = threading.Thread(target=lambda: here.extend(ingest_in_threads(store.url, source, 5, start)))
+    thread.start()
+    start.set()  # 20 ingestions: 5 threads in each of 4 processes
+    paths = [path for _ in children for path in answers.get(timeout=60)]
+    thread.join(60)
+    paths += here
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
+    assert len(paths) == 20 and len(set(paths)) == 1
+    assert len(store.runs("raw")) == 1 and store.latest("raw") == paths[0].split("/")[1]
+    assert store.read_bytes(paths[0]) == (tmp_path / "raw").read_bytes()
+    assert tmp_files(store.root) == []
+
+
 def test_ingest_raw_refuses_invalid_data_and_keeps_the_previous_latest(store, tmp_path, raw_file):
     prepare.ingest_raw(store, raw_file(tmp_path / "good"))
     good = store.latest("raw")

@@ -1,11 +1,16 @@
 """The serving model of :mod:`aml.project.serving`: the lean scorer where it compiles, the smoke check, the
-threshold, and the one experiment router online and batch scoring share."""
+threshold, the one experiment router online and batch scoring share, and the model holder's fallback (a previous
+champion before a never-promoted version) and its message when every version is broken (on a real MLflow
+registry)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
+from aml.mlops import registry, tracking
 from aml.project import serving
 from aml.spam import lean
 
@@ -116,3 +121,60 @@ def test_the_router_sends_an_id_to_one_arm_whichever_way_it_is_asked():
     shadow = serving.Router(challenger="2", mode="shadow")
     assert not shadow.to_challenger(ids).any() and shadow.arm("m1") == "champion"  # a shadow never answers
     assert not serving.Router().active() and serving.Router(challenger="2").active()
+
+
+# -- the model holder: fallback warnings and the all-broken message --------------------------------------------------
+
+
+def served(version: str = "1", fallback: bool = False, standing: str = registry.CHAMPION_STANDING):
+    failures = [{"version": "2", "error": "OSError: broken"}] if fallback else []
+    return registry.Served("m", version, None, "champion", fallback, failures, standing=standing)
+
+
+def test_serving_warning_names_a_fallback_and_a_last_resort():
+    assert serving.serving_warning(None) is None
+    assert serving.serving_warning(served()) is None
+    assert serving.serving_warning(served("1", standing=registry.PREVIOUS_CHAMPION)) is None
+    fallback = serving.serving_warning(served("1", fallback=True, standing=registry.PREVIOUS_CHAMPION))
+    assert fallback.startswith("serving version 1 as a fallback: newer versions failed") and "never" not in fallback
+    last = serving.serving_warning(served("3", fallback=True, standing=registry.NEVER_PROMOTED))
+    assert "as a fallback" in last and "version 3 was never champion" in last and "last resort" in last
+    assert "POST /train" in last
+
+
+def register_text_model(model, name: str, threshold: float = 0.5) -> str:
+    """Log ``model`` with MLflow, register it under ``name`` with its ``threshold`` tag; returns the version."""
+    import mlflow
+
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model, name="model", pip_requirements=tracking.model_requirements(), serialization_format="cloudpickle"
+        )
+    version = tracking.register(info.model_uri, name)
+    registry.set_tags(name, version, {"threshold": threshold})
+    return version
+
+
+def test_the_holder_serves_a_previous_champion_and_when_all_break_says_what_to_do(
+    mlflow_store, tmp_path, linear_svm, naive_bayes
+):
+    for model in (linear_svm, naive_bayes, linear_svm):
+        register_text_model(model, "holder-test")
+    for version in ("1", "3"):  # 2 never promoted: after 3 breaks, 1 serves, not 2
+        registry.promote("holder-test", version)
+    registry.corrupt_version("holder-test", "3")
+    holder = serving.ModelHolder("holder-test", refresh_s=0)
+    state = holder.describe()
+    assert state["ready"] and state["serving"]["version"] == "1" and state["fallback"]
+    assert state["serving"]["standing"] == registry.PREVIOUS_CHAMPION
+    assert [f["version"] for f in state["failures"]] == ["3"] and "as a fallback" in state["warning"]
+    for version in ("1", "2"):
+        registry.corrupt_version("holder-test", version)
+    holder.reload()
+    state = holder.describe()
+    assert not state["ready"] and state["serving"] is None and state["warning"] is None
+    assert [f["version"] for f in state["failures"]] == ["3", "1", "2"]  # the never-promoted one last
+    error = state["error"]
+    assert error.startswith("no version of model 'holder-test' can serve: v3: ")
+    assert "POST /train" in error and "'python -m src.backup restore BACKUP DEST'" in error
+    assert str(tmp_path) not in error and str(tmp_path) not in json.dumps(state["failures"])
