@@ -3,7 +3,7 @@
 
 Over fresh stores in a temporary folder (prepare + one training first, in process), the production server
 (``python src/app.py --server gunicorn``, 2 workers × 8 threads) is started twice: behind nginx (the default,
-:mod:`aml.ops.nginx`) and, as the before figure, plain gunicorn (``--no-proxy``). Against each, for ``--seconds``:
+:mod:`aml.core.nginx`) and, as the before figure, plain gunicorn (``--no-proxy``). Against each, for ``--seconds``:
 ``--connections`` slow clients trickle their headers (one more header line a second, never the end of the header),
 then as many trickle their bodies (one byte a second of a 60,000-byte JSON body)
 (:class:`aml.ops.slowclients.SlowClients`), while two normal clients score one SMS online after another
@@ -26,11 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from aml.core import reporting
+from aml.core import nginx, reporting
 from aml.devtools import testenv
 from aml.mlops import tracking
 from aml.mlops.datastore import DataStore
-from aml.ops import nginx, procs, slowclients
+from aml.ops import procs, slowclients
 from aml.project import system
 
 HERE = Path(__file__).resolve().parent

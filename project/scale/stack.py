@@ -25,7 +25,7 @@ from pathlib import Path
 from aml.ops import sparkcluster, teamstack
 
 PROJECT = Path(__file__).resolve().parents[1]
-# --no-proxy: the balancer in front of the replicas already reads requests whole (aml.ops.nginx)
+# --no-proxy: the balancer in front of the replicas already reads requests whole (aml.core.nginx)
 SERVICE = [sys.executable, "src/app.py", "--server", "gunicorn", "--no-proxy", "--port", "{port}", "--workers", "2"]
 
 

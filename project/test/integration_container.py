@@ -7,7 +7,7 @@
 - ``test_image_runs_byte_compiled_code_as_the_service_user``: inside the container, uid 10001, no ``.py`` of ours
   (the library, ``/app/src``), gunicorn's master and workers, nginx in front of them.
 - ``test_slow_clients_and_malformed_http_in_the_container``: 200 + 200 slow clients do not starve online ``/score``;
-  malformed HTTP gets JSON (the image carries nginx: :mod:`aml.ops.nginx`).
+  malformed HTTP gets JSON (the image carries nginx: :mod:`aml.core.nginx`).
 - ``test_push_to_main_deploys_and_a_failing_push_keeps_the_running_container``: the ``post-receive`` hook
   (``project/hooks/post-receive`` → :mod:`aml.ops.deploy`) in a scratch bare repository: a push of this
   checkout's current state (uncommitted changes included) is tested, built and started; a push that breaks a unit
@@ -173,12 +173,12 @@ def test_image_runs_byte_compiled_code_as_the_service_user(engine, service):
     processes = [line.split(" ", 1) for line in service.exec("python", "-c", listing).splitlines()]
     servers = [uid for uid, cmd in processes if cmd == "python src/app.pyc"]
     assert len(servers) >= 3 and set(servers) == {str(SERVICE_UID)}, processes  # master + 2 workers
-    # nginx in front of gunicorn (aml.ops.nginx.FrontProxy), run by the service user too
+    # nginx in front of gunicorn (aml.core.nginx.FrontProxy), run by the service user too
     proxies = [uid for uid, cmd in processes if cmd.startswith("nginx: ")]
     assert len(proxies) >= 2 and set(proxies) == {str(SERVICE_UID)}, processes  # nginx's master + its worker
     log = service.logs(200)
     assert "Starting gunicorn" in log and "Using worker: gthread" in log, log
-    assert "aml.ops.nginx: nginx (pid" in log and "Listening at: unix:" in log, log
+    assert "aml.core.nginx: nginx (pid" in log and "Listening at: unix:" in log, log
     assert service.health() == "healthy"
 
 

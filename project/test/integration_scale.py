@@ -43,7 +43,7 @@ pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parents[1]
 TOKEN = "scale-token-" + "z" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# --no-proxy: the balancer in front of the replicas already reads requests whole (aml.ops.nginx)
+# --no-proxy: the balancer in front of the replicas already reads requests whole (aml.core.nginx)
 COMMAND = [sys.executable, "src/app.py", "--server", "gunicorn", "--no-proxy", "--port", "{port}", "--workers", "1"]
 SPAM = "WINNER! Claim your £1000 prize, call 09061701461"
 #: online clients during the failover check
@@ -183,7 +183,7 @@ def test_a_new_champion_and_a_rollback_reach_every_replica_without_a_restart(tea
 def test_slow_clients_at_the_balancer_do_not_starve_the_replicas(team):
     """200 connections trickling headers and 200 trickling bodies at the balancer for 5 s, while online scoring
     through it answers 200 every time: nginx reads requests whole before a replica's threads (2 × 1 worker × 8,
-    ``--no-proxy``) see them (:mod:`aml.ops.nginx`)."""
+    ``--no-proxy``) see them (:mod:`aml.core.nginx`)."""
     result = slowclients.probe_under_slow_clients(
         team["lb"].url + "/score", {"text": SPAM}, connections=200, seconds=5.0, timeout=5.0
     )

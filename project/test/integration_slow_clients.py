@@ -1,5 +1,5 @@
 """Slow clients and malformed HTTP against the project's service as it runs in production: ``python src/app.py
---server gunicorn`` (two workers, nginx in front: :mod:`aml.ops.nginx`) over stores with a trained model.
+--server gunicorn`` (two workers, nginx in front: :mod:`aml.core.nginx`) over stores with a trained model.
 
 - ``test_slow_clients_do_not_starve_online_scoring``: 200 connections trickling their headers and 200 trickling
   their bodies (:class:`aml.ops.slowclients.SlowClients`) for ~8 s, while two normal clients score SMS online: every
@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
+from aml.core import nginx
 from aml.devtools import testenv
-from aml.ops import nginx, procs, slowclients
+from aml.ops import procs, slowclients
 from aml.ops.http_client import http_call
 
 pytestmark = pytest.mark.slow

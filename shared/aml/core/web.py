@@ -14,7 +14,7 @@ header block over the app's limits (set below the servers' own, so the app answe
 app (logged, no detail leaked).
 
 A service that takes ``--no-proxy`` (:func:`add_server_options` with ``proxy=True``: the project's) runs gunicorn
-behind nginx (:mod:`aml.ops.nginx`), which holds slow clients instead of gunicorn's threads and answers malformed
+behind nginx (:mod:`aml.core.nginx`), which holds slow clients instead of gunicorn's threads and answers malformed
 HTTP itself, in the same JSON format. The Assignment 3 service runs plain gunicorn, as its course material teaches.
 """
 
@@ -142,7 +142,7 @@ def server_settings(args: argparse.Namespace, env: Mapping[str, str], port: int,
             refused = refused.strip().lower() in TRUE
         proxy = not refused
         if server == "gunicorn" and proxy:
-            from aml.ops import nginx
+            from aml.core import nginx
 
             if nginx.binary() is None:
                 raise ConfigError(
@@ -313,7 +313,7 @@ def run_gunicorn(app: Flask, settings: ServerSettings, **options) -> None:
     override :func:`gunicorn_options` (e.g. a ``post_worker_init`` hook).
 
     With ``settings.proxy`` (:class:`ServerSettings`; settings without the field serve plain gunicorn), nginx
-    (:class:`aml.ops.nginx.FrontProxy`) listens on the settings' address and gunicorn on a Unix socket behind it:
+    (:class:`aml.core.nginx.FrontProxy`) listens on the settings' address and gunicorn on a Unix socket behind it:
     nginx reads every request whole (up to the app's body limit) before a gunicorn thread sees it, so slow clients
     cannot hold the threads, and answers malformed HTTP with JSON. nginx starts once gunicorn listens
     (``when_ready``, before any worker) and stops when gunicorn's master exits; gunicorn stops when nginx dies. A
@@ -326,7 +326,7 @@ def run_gunicorn(app: Flask, settings: ServerSettings, **options) -> None:
         import os
         import signal
 
-        from aml.ops.nginx import FrontProxy, NginxError
+        from aml.core.nginx import FrontProxy, NginxError
 
         limit = app.config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BYTES
         front = FrontProxy(

@@ -1,6 +1,6 @@
 """Slow HTTP clients ("slowloris"): many connections that trickle a request's header or body and never finish it,
 to prove that a server keeps answering its normal clients while they last (issue 22: sixteen of them stopped the
-project's service; :mod:`aml.ops.nginx` is the fix).
+project's service; :mod:`aml.core.nginx` is the fix).
 
 - :class:`SlowClients`: ``connections`` sockets to one URL, each sending a few bytes every ``interval_s`` seconds
   from one thread (a selector: hundreds of connections cost this process almost nothing), reopened when the server

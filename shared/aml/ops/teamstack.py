@@ -51,7 +51,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aml.ops import nginx, procs
+from aml.core import nginx
+from aml.ops import procs
 
 LOOPBACK = procs.LOOPBACK
 #: the S3 credentials given to moto (it accepts any) and the region
@@ -88,7 +89,7 @@ def postgres_bin() -> Path | None:
 
 def nginx_binary() -> str | None:
     """The ``nginx`` executable (``AML_NGINX``, else ``PATH``, else ``/usr/sbin/nginx``), or ``None``
-    (:func:`aml.ops.nginx.binary`)."""
+    (:func:`aml.core.nginx.binary`)."""
     return nginx.binary()
 
 
@@ -570,7 +571,7 @@ def replicas(
 def nginx_config(
     port: int, upstreams: Sequence[str], folder: str | Path, user: str | None = None, read_timeout_s: int = 600
 ) -> str:
-    """The balancer's ``nginx.conf`` (:func:`aml.ops.nginx.config`): listen on ``127.0.0.1:<port>``, round robin
+    """The balancer's ``nginx.conf`` (:func:`aml.core.nginx.config`): listen on ``127.0.0.1:<port>``, round robin
     over ``upstreams`` (``host:port``), answer :data:`BALANCER_HEALTH` itself, keep every file in ``folder``;
     requests read whole before they reach a replica, short client timeouts and JSON errors as in front of one
     service (slow clients are held by nginx, not by the replicas' threads).

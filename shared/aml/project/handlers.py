@@ -37,7 +37,7 @@ from aml.project import score as score_stage
 from aml.project import train as train_stage
 from aml.project.run import KINDS
 from aml.project.serving import NO_MODEL, ModelHolder, Router, ServingModel
-from aml.project.settings import SERVER_ONLY, StageError, make_config
+from aml.project.settings import SERVER_ONLY, SERVER_ONLY_PARAMS, StageError, make_config
 from aml.spam.scoring import check_threshold
 from aml.spam.sms import DataValidationError
 
@@ -96,6 +96,9 @@ class Service:
         """The stage's configuration: the service's defaults, then the request's ``overrides`` (400 when invalid or
         when they set a server-only field)."""
         refused = sorted(set(overrides) & set(SERVER_ONLY.get(stage, ())))
+        params = overrides.get("params") if stage == "train" else None
+        if isinstance(params, Mapping):
+            refused += [f"params.{key}" for key in sorted(set(params) & set(SERVER_ONLY_PARAMS))]
         if refused:
             raise BadRequest(f"{refused} can only be set in the service's configuration files, not by a request")
         try:

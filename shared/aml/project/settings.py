@@ -47,6 +47,8 @@ NO_EXPORTS = "none"
 #: configuration fields only the service's configuration files set: a request may not name a local file for the
 #: server to read or log, a folder for it to write, or another registered model
 SERVER_ONLY = {"prepare": ("source",), "train": ("registered_model", "exports", "dockerfile")}
+#: model hyper-parameters only the configuration files set: a pretrained model's folder is a local path
+SERVER_ONLY_PARAMS = ("model", "model_name")
 
 
 class StageError(ValueError):

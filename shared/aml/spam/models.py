@@ -384,6 +384,29 @@ def _factory(name: str):
     )
 
 
+#: upper bounds of hyper-parameters that size the work (a request for 2**32 trees would hold the training lock for
+#: days): far above any setting the course uses, far below what a machine can afford
+PARAM_LIMITS = {"n_estimators": 5_000, "max_depth": 1_000, "epochs": 20, "batch_size": 1_024, "max_length": 512}
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The hyper-parameters ``name`` takes: its factory's named ones, and where the factory passes ``**params`` on to
+    the fine-tuned transformer (``minilm_finetuned``, the stack, the cascade), that estimator's."""
+    from aml.spam import cascade, transformer
+
+    # where each factory's ``**params`` go: the cascade's own factory, then the transformer
+    passes_on = {tfidf_minilm_cascade: cascade.tfidf_minilm_cascade}
+    factory, signature = _factory(name), {}
+    while factory is not None:
+        parameters = inspect.signature(factory).parameters
+        signature.update(
+            {k: p for k, p in parameters.items() if k not in signature and p.kind is p.POSITIONAL_OR_KEYWORD}
+        )
+        more = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        factory = passes_on.get(factory, transformer.FineTunedTransformer) if more else None
+    return signature
+
+
 def _check_value(model: str, key: str, value, default) -> None:
     """One hyper-parameter from a request: a JSON scalar, finite, in 32 bits, of its default's type."""
     where = f"parameter {key!r} of model {model!r}"
@@ -393,6 +416,9 @@ def _check_value(model: str, key: str, value, default) -> None:
         raise ValueError(f"{where} must be a finite number, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_INT_PARAM:
         raise ValueError(f"{where} must lie within ±{MAX_INT_PARAM}, got a number of {len(str(int(value)))} digits")
+    limit = PARAM_LIMITS.get(key)
+    if limit is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+        raise ValueError(f"{where} must be at most {limit:,}, got {value!r}")
     if default is None or default is inspect.Parameter.empty:
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -422,7 +448,7 @@ def check_params(name: str, params: dict, seed: int = 0) -> BaseEstimator:
     the job minutes later. Raises ``ValueError`` naming the parameter."""
     if name not in CATALOGUE:
         raise ValueError(f"unknown model {name!r}: expected one of {sorted(CATALOGUE)}")
-    signature = inspect.signature(_factory(name)).parameters
+    signature = _parameters(name)
     for key, value in params.items():
         if key == "seed" or key not in signature:
             raise ValueError(

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 #: the two classes, in the head's output order (index 1 = spam, the propensity)
 LABELS = ("ham", "spam")
-#: fine-tuning results kept in memory, keyed by the data and settings (see :func:`_cache_key`)
+#: fine-tuning results kept in memory, keyed by the data and settings (see ``_cache_key``)
 CACHE_SIZE = 2
 _CACHE: OrderedDict[str, tuple[Any, Any, dict]] = OrderedDict()
 

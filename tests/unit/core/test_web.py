@@ -87,7 +87,7 @@ def test_the_proxy_option_and_what_happens_without_nginx(monkeypatch, tmp_path):
     parser = argparse.ArgumentParser()
     web.add_server_options(parser, port=8000, proxy=True)
     gunicorn = ["--server", "gunicorn"]
-    found = tmp_path / "nginx"  # what aml.ops.nginx.binary() checks: an executable file
+    found = tmp_path / "nginx"  # what aml.core.nginx.binary() checks: an executable file
     found.write_text("#!/bin/sh\n")
     found.chmod(0o755)
     monkeypatch.setenv("AML_NGINX", str(found))
@@ -120,8 +120,8 @@ def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning_and_
     import subprocess
     import sys
 
+    from aml.core import nginx
     from aml.devtools import testenv
-    from aml.ops import nginx
 
     if nginx.binary() is None:
         testenv.skip_or_fail(f"the front proxy needs nginx ({nginx.INSTALL_HINT})")
@@ -175,7 +175,7 @@ def test_a_taken_port_is_one_line_and_exit_code_2_and_no_proxy_is_a_warning_and_
     with fronted.start():
         assert procs.wait_for_http(fronted.url + "/nothing", timeout=30, alive=fronted.alive, ok_statuses=(404,)) == 404
         assert http_call("GET", fronted.url + "/nothing").json["error"] == "Not Found"  # the app's 404, through nginx
-        pid = int(re.search(r"aml.ops.nginx: nginx \(pid (\d+)\) listens", fronted.log()).group(1))
+        pid = int(re.search(r"aml.core.nginx: nginx \(pid (\d+)\) listens", fronted.log()).group(1))
         os.kill(pid, signal.SIGKILL)
         assert fronted.proc.wait(30) == web.EXIT_PROXY_DIED, fronted.log()
         assert "nginx (the front proxy, pid" in fronted.log() and "exited with code -9" in fronted.log()

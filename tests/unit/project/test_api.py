@@ -467,6 +467,8 @@ def test_evaluate_of_an_unparsable_file_is_422(served):
         ("/train", {"dockerfile": "/etc/hostname"}),
         ("/train", {"exports": "/tmp/aml-elsewhere"}),
         ("/train", {"registered_model": "another-model"}),
+        ("/train", {"model": "minilm_embedding_logreg", "params": {"model": "/etc"}}),
+        ("/train", {"model": "minilm_finetuned", "params": {"model_name": "/tmp/elsewhere"}}),
     ],
 )
 def test_requests_cannot_set_server_side_settings(fresh, path, body):

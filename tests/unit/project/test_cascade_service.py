@@ -37,7 +37,7 @@ CASCADE = {"model": "tfidf_minilm_cascade", "params": {**TINY, "max_share": 0.1}
 def wait_job(client, job_id: str, timeout: float = 600.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/jobs/{job_id}").json
+        job = client.get(f"/jobs/{job_id}", headers=AUTH).json  # the token: the whole record
         if job["status"] in ("succeeded", "failed"):
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['status']} after {timeout} s"

@@ -181,11 +181,29 @@ def test_cues_linear_svm_entry_fits_toy_data_and_pickles():
         ("tfidf_random_forest", {"n_estimators": 0}, "'n_estimators' parameter of RandomForestClassifier"),
         ("keyword_heuristic", {"scale": "x"}, "'scale' of model 'keyword_heuristic' must be a number"),
         ("no_such_model", {}, "unknown model"),
+        (
+            "tfidf_random_forest",
+            {"n_estimators": 2**32 - 1},
+            "'n_estimators' of model 'tfidf_random_forest' must be at most",
+        ),
+        ("minilm_finetuned", {"epochs": 1000}, "'epochs' of model 'minilm_finetuned' must be at most 20"),
+        (
+            "tfidf_minilm_cascade",
+            {"max_length": "long"},
+            "'max_length' of model 'tfidf_minilm_cascade' must be an integer",
+        ),
+        ("tfidf_minilm_stack", {"no_such": 1}, "unknown parameter 'no_such'"),
     ],
 )
 def test_check_params_refuses_bad_hyper_parameters_before_any_fit(name, params, message):
     with pytest.raises(ValueError, match=message):
         models.check_params(name, params)
+
+
+def test_check_params_knows_the_transformer_settings_behind_a_factorys_params():
+    cascade = models.check_params("tfidf_minilm_cascade", {"epochs": 1, "max_share": 0.1, "C": 2.0})
+    assert cascade.second.epochs == 1 and cascade.max_share == 0.1
+    assert models.check_params("minilm_finetuned", {"max_train": 64}).max_train == 64
 
 
 def test_check_params_returns_the_unfitted_model():

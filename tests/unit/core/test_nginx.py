@@ -1,4 +1,4 @@
-"""The nginx configuration (read as text and checked by ``nginx -t``) and :class:`~aml.ops.nginx.FrontProxy` started
+"""The nginx configuration (read as text and checked by ``nginx -t``) and :class:`~aml.core.nginx.FrontProxy` started
 for real in front of a small HTTP server on a Unix socket: buffering, JSON errors, stop by PID, a taken port, and
 nginx's end when its parent is killed. Without nginx the live tests skip, and fail under ``CI=true``."""
 
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from aml.core import nginx
 from aml.devtools import testenv
-from aml.ops import nginx, procs
+from aml.ops import procs
 from aml.ops.http_client import http_call
 
 
@@ -171,7 +172,7 @@ def test_a_taken_port_is_an_error_and_nginx_dies_with_its_parent():
     # a parent killed with SIGKILL takes nginx with it (PR_SET_PDEATHSIG): no orphan holding the port
     script = (
         "import sys, time\n"
-        "from aml.ops import nginx\n"
+        "from aml.core import nginx\n"
         "front = nginx.FrontProxy('127.0.0.1', int(sys.argv[1]), max_body_bytes=10).start()\n"
         "print(front.proc.pid, front.folder, flush=True)\n"
         "time.sleep(60)\n"
@@ -225,6 +226,6 @@ def test_no_proxy_unless_installed(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("AML_NGINX", str(tmp_path / "none"))
     monkeypatch.setattr("shutil.which", lambda name: None)
     monkeypatch.setattr("os.path.isfile", lambda path: False)  # not even /usr/sbin/nginx
-    with caplog.at_level("WARNING", logger="aml.ops.nginx"):
+    with caplog.at_level("WARNING", logger="aml.core.nginx"):
         assert nginx.no_proxy_unless_installed() == ["--no-proxy"]
     assert "apt-get install nginx" in caplog.text
