@@ -159,19 +159,33 @@ def public_job(record: Mapping, full: bool) -> dict:
 
 
 def stage_errors(fn: Callable, *args, **kwargs):
-    """Run a stage, turning its errors into HTTP answers (never a 500 for the caller's mistakes)."""
+    """Run a stage, turning its errors into HTTP answers (never a 500 for the caller's mistakes), their messages on
+    one line with absolute server paths cut (:func:`redact_paths`; the stages name store paths relative to the
+    store, but a file the service's configuration names, such as its raw data source, is the server's). The raw
+    dataset missing or corrupt on the server is the operator's problem, not the caller's: a 503, with where it was
+    looked for in the server's log."""
+    from aml.core.datasets import DatasetError
+
+    def message(exc: BaseException) -> str:
+        return redact_paths(" ".join(str(exc).split()))
+
     try:
         return fn(*args, **kwargs)
+    except DatasetError as exc:
+        log.error("the raw dataset is unavailable: %s", exc)
+        raise ServiceUnavailable(
+            f"the service's raw dataset is unavailable (the server's log says where it looked): {message(exc)}"
+        ) from None
     except StorePathError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(message(exc)) from None
     except (StoreNotFoundError, FileNotFoundError) as exc:
-        raise NotFound(" ".join(str(exc).split())) from None
+        raise NotFound(message(exc)) from None
     except DataValidationError as exc:
-        raise Unprocessable(" ".join(str(exc).split())) from None
+        raise Unprocessable(message(exc)) from None
     except StageError as exc:
-        raise BadRequest(str(exc)) from None
+        raise BadRequest(message(exc)) from None
     except StoreError as exc:
-        raise Unprocessable(str(exc)) from None
+        raise Unprocessable(message(exc)) from None
 
 
 # -- online scoring --------------------------------------------------------------------------------------------------

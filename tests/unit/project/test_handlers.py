@@ -63,6 +63,29 @@ def test_stage_errors_become_http_answers(error, answer):
         handlers.stage_errors(stage)
 
 
+def test_stage_errors_cut_server_paths_and_make_a_missing_dataset_a_503(caplog):
+    from aml.core.datasets import ChecksumError, DatasetNotFoundError
+
+    def missing_source():
+        raise FileNotFoundError("raw data not found: /srv/aml/config/SMSSpamCollection")
+
+    with pytest.raises(NotFound) as caught:
+        handlers.stage_errors(missing_source)
+    assert "/srv" not in caught.value.description and "SMSSpamCollection" in caught.value.description
+    for error in (DatasetNotFoundError("/home/x/data does not hold dataset 'sms_spam'"), ChecksumError("bad /a/b")):
+
+        def stage(error=error):
+            raise error
+
+        with (
+            caplog.at_level("ERROR", logger="aml.project.handlers"),
+            pytest.raises(handlers.ServiceUnavailable) as caught,
+        ):
+            handlers.stage_errors(stage)
+        assert "raw dataset is unavailable" in caught.value.description and "/home/x" not in caught.value.description
+        assert "/home/x" in caplog.text or "/a/b" in caplog.text  # where it looked: in the server's log
+
+
 def test_redact_paths_cuts_absolute_paths_to_their_last_component():
     assert handlers.redact_paths("FileNotFoundError: /srv/aml/store/split/x/train.csv not found") == (
         "FileNotFoundError: …/train.csv not found"
