@@ -33,6 +33,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from aml.spam.lean import _as_texts  # the same input check as the lean scorer
+
 __all__ = ["TOLERANCE", "ExportMismatch", "OnnxTextClassifier", "export", "export_estimator"]
 
 #: the largest difference of probabilities (and logits) allowed between the ONNX graph and the torch model
@@ -54,16 +56,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _texts(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise ValueError("Iterable over raw text documents expected, string object received.")
-    docs = list(texts)
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, str):
-            raise TypeError(f"text {i} must be a str, got {type(doc).__name__}")
-    return docs
 
 
 class OnnxTextClassifier:
@@ -153,7 +145,7 @@ class OnnxTextClassifier:
 
     def encode(self, texts: Iterable[str]) -> list[list[int]]:
         """The token ids of each text (special tokens added, truncated to ``max_length``)."""
-        docs = _texts(texts)
+        docs = _as_texts(texts)
         if len(docs) == 1:
             return [self.tokenizer.encode(docs[0]).ids]
         return [e.ids for e in self.tokenizer.encode_batch(docs)]
@@ -247,7 +239,7 @@ def export(
     ``tolerance`` of the torch model's (and, with ``reference`` — a fitted estimator with ``predict_proba``, e.g.
     the fine-tuned transformer — probabilities within ``tolerance`` of its own). Raises :class:`ExportMismatch`
     otherwise, ``ValueError`` for a slow (non-Rust) tokenizer or no sample texts."""
-    docs = _texts(sample_texts)
+    docs = _as_texts(sample_texts)
     if not docs:
         raise ValueError("export needs sample texts to check the exported graph on")
     if not getattr(tokenizer, "is_fast", False):

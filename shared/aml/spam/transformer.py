@@ -71,6 +71,20 @@ def _as_labels(y, n: int) -> np.ndarray:
     return y
 
 
+def _train_and_validation(X, y, X_val, y_val, fraction: float, seed: int):
+    """``(texts, labels, val_texts, val_labels)``: the validation data given, or (neither given) a held-out
+    ``fraction`` of ``X`` (:func:`_holdout`)."""
+    texts = _as_texts(X)
+    labels = _as_labels(y, len(texts))
+    if (X_val is None) != (y_val is None):
+        raise ValueError("give both X_val and y_val, or neither")
+    if X_val is None:
+        texts, val_texts, labels, val_labels = _holdout(texts, labels, fraction, seed)
+        return texts, labels, val_texts, val_labels
+    val_texts = _as_texts(X_val)
+    return texts, labels, val_texts, _as_labels(y_val, len(val_texts))
+
+
 def _holdout(texts: list[str], y: np.ndarray, fraction: float, seed: int):
     if not 0 < fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
@@ -165,15 +179,9 @@ class FineTunedTransformer(ClassifierMixin, BaseEstimator):
 
         from aml.transfer import tweets
 
-        texts = _as_texts(X)
-        labels = _as_labels(y, len(texts))
-        if (X_val is None) != (y_val is None):
-            raise ValueError("give both X_val and y_val, or neither")
-        if X_val is None:
-            texts, val_texts, labels, val_labels = _holdout(texts, labels, self.validation_fraction, self.seed)
-        else:
-            val_texts = _as_texts(X_val)
-            val_labels = _as_labels(y_val, len(val_texts))
+        texts, labels, val_texts, val_labels = _train_and_validation(
+            X, y, X_val, y_val, self.validation_fraction, self.seed
+        )
         if not texts or not val_texts:
             raise ValueError("fine-tuning needs training and validation texts")
         texts, labels = _subset(list(texts), np.asarray(labels), self.max_train, self.seed)
@@ -360,14 +368,9 @@ class TfidfTransformerStack(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, X_val=None, y_val=None):
         """Fit both models on ``X``/``y`` and the combiner on ``X_val``/``y_val`` (default: a held-out
         ``validation_fraction`` of ``X``). Returns ``self``."""
-        texts = _as_texts(X)
-        labels = _as_labels(y, len(texts))
-        if (X_val is None) != (y_val is None):
-            raise ValueError("give both X_val and y_val, or neither")
-        if X_val is None:
-            texts, val_texts, labels, val_labels = _holdout(texts, labels, self.validation_fraction, self.seed)
-        else:
-            val_texts, val_labels = _as_texts(X_val), _as_labels(y_val, len(_as_texts(X_val)))
+        texts, labels, val_texts, val_labels = _train_and_validation(
+            X, y, X_val, y_val, self.validation_fraction, self.seed
+        )
         if len(np.unique(val_labels)) < 2:
             raise ValueError("the combiner needs both classes in the validation texts")
         first, second = self._parts()
