@@ -80,9 +80,11 @@ def test_build_context_holds_what_the_image_needs(tmp_path, saved):
     # the model loads in the image with the versions that saved it
     from importlib.metadata import version
 
-    assert image.serve_packages() == ["numpy", "scipy", "scikit-learn", "joblib", "Flask", "gunicorn"]
+    served = ["numpy", "scipy", "scikit-learn", "joblib", "Flask", "gunicorn", "onnxruntime", "tokenizers"]
+    assert image.serve_packages() == served
     pins = (context / "requirements.txt").read_text().split()
-    for package in ("scikit-learn", "numpy", "scipy", "joblib", "Flask", "gunicorn"):
+    assert not any(p.startswith(("torch==", "transformers==", "pandas==")) for p in pins)  # the serving image is lean
+    for package in served:
         assert f"{package}=={version(package)}" in pins
     constraints = (context / "constraints.txt").read_text().split()
     assert set(pins) < set(constraints) and f"setuptools=={version('setuptools')}" in constraints
@@ -175,6 +177,41 @@ def test_docker(engine, built, saved):
     assert not containers.container_exists(engine, name), "the container must be removed after the test"
     if cov is not None:
         assert cov.collected, "the container wrote no coverage data"
+
+
+#: a fine-tuned MiniLM for a few steps on these texts: the real code path in seconds (its scores mean nothing)
+STACK_TEXTS = [*fixtures.HAM_EXAMPLES, *fixtures.SPAM_EXAMPLES]
+STACK_LABELS = [0] * len(fixtures.HAM_EXAMPLES) + [1] * len(fixtures.SPAM_EXAMPLES)
+TINY_FINE_TUNE = {"epochs": 1, "batch_size": 4, "max_length": 16, "max_steps_per_epoch": 2, "evals_per_epoch": 1}
+
+
+@pytest.mark.container
+def test_the_image_serves_a_fine_tuned_transformer_stack(engine, built, tmp_path):
+    """When A1 selects the TF-IDF + fine-tuned MiniLM stack, the image must serve it: the stack holds its
+    transformer as ONNX (no torch in the image) and answers what it answers here."""
+    pytest.importorskip("torch")
+    from aml.spam import models, onnx, stages
+    from aml.spam.transformer import FineTunedTransformer, TfidfTransformerStack
+
+    # the TF-IDF logistic regression first: the catalogue's calibrated SVM needs 5 texts a class for its folds
+    stack = TfidfTransformerStack(first=models.tfidf_logreg(), second=FineTunedTransformer(**TINY_FINE_TUNE)).fit(
+        STACK_TEXTS, STACK_LABELS, X_val=STACK_TEXTS, y_val=STACK_LABELS
+    )
+    assert isinstance(stack.second_, onnx.OnnxTextClassifier)
+    store = tmp_path / "models"
+    stages.save_model(stack, store / MODEL_NAME, {"model": "tfidf_minilm_stack", "threshold": 0.5})
+    tag = "aml-spam-filter:test-stack"
+    try:
+        image.build_image(engine, tag, model_store=store)
+        with containers.running(engine, tag, timeout=120) as box:
+            assert box.exec("python", "-c", "import importlib.util as u; print(u.find_spec('torch'))").strip() == "None"
+            expected = stack.predict_proba(STACK_TEXTS)[:, 1]
+            for text, p in zip(STACK_TEXTS, expected, strict=True):
+                resp = http_call("POST", f"{box.url}/score", json_body={"text": text})
+                assert resp.status == 200 and abs(resp.json["propensity"] - p) < 1e-6, (text, resp.json, p)
+                assert resp.json["prediction"] is bool(p >= 0.5)
+    finally:
+        containers.remove_image(engine, tag)
 
 
 @pytest.mark.container

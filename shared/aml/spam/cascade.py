@@ -46,6 +46,7 @@ from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from aml.core.metrics import average_precision
+from aml.spam.transformer import accepts_validation
 
 __all__ = [
     "MARGIN",
@@ -194,22 +195,6 @@ def _proba1(model, texts: list[str]) -> np.ndarray:
     return proba[:, 1]
 
 
-def _accepts_validation(model) -> bool:
-    import inspect
-
-    try:
-        parameters = inspect.signature(model.fit).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return "X_val" in parameters and "y_val" in parameters
-
-
-def _is_torch_classifier(model) -> bool:
-    return all(getattr(model, a, None) is not None for a in ("model", "tokenizer", "max_length")) and (
-        type(getattr(model, "model", None)).__module__.startswith("transformers")
-    )
-
-
 class Cascade(ClassifierMixin, BaseEstimator):
     """Two spam models in a cascade: ``first`` scores every message, ``second`` only those in the band (see the
     module's docstring). Parameters: the two (unfitted) estimators, ``margin`` and ``max_share`` of
@@ -274,14 +259,14 @@ class Cascade(ClassifierMixin, BaseEstimator):
             val_texts, val_labels = [str(t) for t in X_val], np.asarray(y_val).astype(int)
         first = clone(self.first).fit(texts, labels)
         second = clone(self.second)
-        if _accepts_validation(second):
+        if accepts_validation(second):
             second.fit(texts, labels, X_val=val_texts, y_val=val_labels)
         else:
             second.fit(texts, labels)
-        if self.export_onnx and _is_torch_classifier(second):
+        if self.export_onnx:
             from aml.spam import onnx
 
-            second = onnx.export_estimator(second, val_texts)
+            second = onnx.servable(second, val_texts)
         p1 = _proba1(first, val_texts)
         band = choose_band(p1, val_labels, margin=self.margin, max_share=self.max_share)
         self.first_, self.second_, self.band_ = first, second, band

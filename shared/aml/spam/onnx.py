@@ -35,7 +35,15 @@ import numpy as np
 
 from aml.spam.lean import _as_texts  # the same input check as the lean scorer
 
-__all__ = ["TOLERANCE", "ExportMismatch", "OnnxTextClassifier", "export", "export_estimator"]
+__all__ = [
+    "TOLERANCE",
+    "ExportMismatch",
+    "OnnxTextClassifier",
+    "export",
+    "export_estimator",
+    "is_torch_classifier",
+    "servable",
+]
 
 #: the largest difference of probabilities (and logits) allowed between the ONNX graph and the torch model
 TOLERANCE = 1e-5
@@ -298,3 +306,20 @@ def export_estimator(estimator, sample_texts: Iterable[str], **kwargs) -> OnnxTe
         classes=None if classes is None else list(np.asarray(classes).tolist()),
         **kwargs,
     )
+
+
+def is_torch_classifier(model) -> bool:
+    """Whether ``model`` is a fitted transformer text classifier that needs torch to score: it holds ``model`` (a
+    ``transformers`` module), ``tokenizer`` and ``max_length`` (e.g. :class:`aml.spam.transformer.FineTunedTransformer`)."""
+    return all(getattr(model, a, None) is not None for a in ("model", "tokenizer", "max_length")) and (
+        type(getattr(model, "model", None)).__module__.startswith("transformers")
+    )
+
+
+def servable(model, sample_texts: Iterable[str], **kwargs):
+    """``model`` in the form that serves without torch: a fitted transformer classifier
+    (:func:`is_torch_classifier`) exported to an :class:`OnnxTextClassifier` checked on ``sample_texts``
+    (:func:`export_estimator`, ``kwargs`` passed on); any other model unchanged (the same object). The training stage
+    (:func:`aml.spam.stages.train`), the stack and the cascade call it, so a saved or registered model never needs
+    torch to load."""
+    return export_estimator(model, sample_texts, **kwargs) if is_torch_classifier(model) else model

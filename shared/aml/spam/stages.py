@@ -457,9 +457,15 @@ def train(
 ) -> Trained:
     """Fit ``model`` (a fresh clone) on train (a model that early-stops or stacks on validation gets ``df_val`` too,
     see :func:`fit`), score train and validation, choose the threshold on validation (highest recall with precision
-    ≥ ``min_precision``) and evaluate both splits at it."""
+    ≥ ``min_precision``) and evaluate both splits at it.
+
+    The fitted model is the form that serves: a fine-tuned transformer is exported to ONNX right after its fit,
+    checked on the validation texts (:func:`aml.spam.onnx.servable`), so the metrics are the served model's and a
+    saved or registered model loads without torch."""
+    from aml.spam import onnx
+
     start = time.perf_counter()
-    fitted = fit(clone(model), df_train, df_val)
+    fitted = onnx.servable(fit(clone(model), df_train, df_val), df_val[TEXT].astype(str).tolist())
     seconds = time.perf_counter() - start
     p_val = predict_propensity(fitted, df_val)
     threshold = _metrics.choose_threshold(df_val[TARGET], p_val, min_precision)

@@ -109,6 +109,30 @@ def test_export_estimator_uses_the_estimator_parts_and_checks_against_it(tiny):
         onnx.export_estimator(object(), TEXTS)
 
 
+def test_servable_exports_a_torch_classifier_and_leaves_other_models_alone(tiny):
+    from sklearn.dummy import DummyClassifier
+
+    tokenizer, model = tiny
+
+    class Fitted:
+        def __init__(self):
+            self.model, self.tokenizer, self.max_length, self.classes_ = model, tokenizer, 16, np.array([0, 1])
+
+        def predict_proba(self, texts):
+            return torch_proba(tiny, list(texts), max_length=16)
+
+    fitted = Fitted()
+    assert onnx.is_torch_classifier(fitted)
+    served = onnx.servable(fitted, TEXTS)
+    assert isinstance(served, onnx.OnnxTextClassifier) and served.n_verified == len(TEXTS)
+    np.testing.assert_allclose(served.predict_proba(TEXTS), fitted.predict_proba(TEXTS), rtol=0, atol=onnx.TOLERANCE)
+    assert not onnx.is_torch_classifier(served)
+    other = DummyClassifier().fit([[0], [1]], [0, 1])
+    assert onnx.servable(other, TEXTS) is other and onnx.servable(served, TEXTS) is served
+    fitted.model = object()  # holds parts, but not a transformers model: not exported
+    assert not onnx.is_torch_classifier(fitted) and onnx.servable(fitted, TEXTS) is fitted
+
+
 def test_export_refuses_no_samples_and_a_slow_tokenizer(tiny):
     tokenizer, model = tiny
     with pytest.raises(ValueError, match="sample texts"):

@@ -1,7 +1,10 @@
 """The fine-tuned spam transformer and its stack with the TF-IDF model: real MiniLM, a few optimisation steps on a
 handful of texts (the real code path in seconds; the figures are measured by the A1 notebook on the full budget)."""
 
+import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -171,11 +174,49 @@ def test_stack_without_validation_holds_out_part_of_train_and_refuses_one_class(
 
 def test_stack_with_the_fine_tuned_transformer_pickles(tuned):
     stack = transformer.TfidfTransformerStack(
-        first=models.tfidf_logreg(), second=transformer.FineTunedTransformer(**TINY)
+        first=models.tfidf_logreg(), second=transformer.FineTunedTransformer(**TINY), export_onnx=False
     ).fit(X, Y, X_val=X[::2], y_val=Y[::2])
     assert stack.second_.model is tuned.model  # the fine-tuning of the same data and settings is reused
     reloaded = pickle.loads(pickle.dumps(stack))
     assert np.allclose(reloaded.predict_proba(X), stack.predict_proba(X), atol=1e-6)
+
+
+def test_the_fitted_stack_serves_through_onnx_without_torch(tuned, tmp_path):
+    """What A1 saves when the stack is selected must load where the serving image has no torch (issue 24)."""
+    from aml.spam import onnx
+
+    stack = transformer.TfidfTransformerStack(
+        first=models.tfidf_logreg(), second=transformer.FineTunedTransformer(**TINY)
+    ).fit(X, Y, X_val=X[::2], y_val=Y[::2])
+    assert isinstance(stack.second_, onnx.OnnxTextClassifier) and stack.second_.n_verified == len(X[::2])
+    assert stack.second_fit_["train_texts"] == len(X)  # the fine-tuning's summary is kept
+    np.testing.assert_allclose(stack.second_.predict_proba(X), tuned.predict_proba(X), rtol=0, atol=onnx.TOLERANCE)
+    path = tmp_path / "stack.pkl"
+    path.write_bytes(pickle.dumps(stack))
+    code = (
+        "import json, pickle, sys\n"
+        "class Refuse:  # importing torch or transformers now fails, as in the serving image\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ImportError(name + ' is not in the serving image')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        f"stack = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        f"print(json.dumps(stack.predict_proba({X!r})[:, 1].tolist()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(out.stdout.splitlines()[-1]), stack.predict_proba(X)[:, 1], atol=1e-12)
+
+
+def test_the_training_stage_returns_the_fine_tuned_transformer_in_its_served_form(tuned):
+    from aml.spam import onnx
+
+    df = pd.DataFrame({"text": X, "y": Y})
+    trained = stages.train(transformer.FineTunedTransformer(**TINY), df, df.iloc[::2], name="minilm_finetuned")
+    assert isinstance(trained.model, onnx.OnnxTextClassifier)  # the cached fine-tuning, exported and checked
+    np.testing.assert_allclose(
+        trained.scored["validation"][stages.PROPENSITY], tuned.predict_proba(X[::2])[:, 1], rtol=0, atol=1e-5
+    )
 
 
 # -- the selection stage passes validation to the models that use it ------------------------------------------------
