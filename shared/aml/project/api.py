@@ -149,7 +149,36 @@ def _metrics(holder: ModelHolder):
     }
     for (name, help_text), value in gauges.items():
         prom.Gauge(name, help_text, registry=metrics).set_function(value)
+    metrics.register(_CascadeCollector(holder))
     return metrics, counters
+
+
+class _CascadeCollector:
+    """``aml_cascade_messages_total{stage="all"|"second"}``: the messages the serving cascade scored in this worker
+    and those its band sent to the second stage (their ratio: the share the transformer sees). Read from the
+    cascade's own counts (:attr:`aml.spam.cascade.Cascade.counts`) at each scrape, so they restart at 0 when another
+    version loads (Prometheus' ``rate()`` treats that as a counter reset); no samples when a plain model serves."""
+
+    NAME, HELP = "aml_cascade_messages", "messages the serving cascade scored (stage=all) and routed (stage=second)"
+
+    def __init__(self, holder: ModelHolder):
+        self.holder = holder
+
+    def describe(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        return [CounterMetricFamily(self.NAME, self.HELP, labels=["stage"])]
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(self.NAME, self.HELP, labels=["stage"])
+        scorer = getattr(self.holder.model, "scorer", None)
+        if hasattr(scorer, "band_"):
+            counts = scorer.counts
+            family.add_metric(["all"], counts["scored"])
+            family.add_metric(["second"], counts["routed"])
+        yield family
 
 
 def _auth(token: str):

@@ -106,7 +106,17 @@ def check_inputs(store: DataStore, config: TrainConfig) -> str:
     """The split run a training with ``config`` would read, checked before a job is queued: ``config.split`` (a
     :class:`~aml.project.settings.StageError` naming the field when the store has no such run) or the latest one
     (:class:`~aml.mlops.datastore.StoreNotFoundError` saying to call ``POST /prepare`` first when there is none).
-    Returns the run id."""
+    Returns the run id. A transformer model on a server without torch (the lean image) is a
+    :class:`~aml.project.settings.StageError` too."""
+    from aml.spam.models import missing_packages
+
+    missing = missing_packages(config.model)
+    if missing:
+        raise StageError(
+            f"model: {config.model!r} fine-tunes a transformer, which needs {' and '.join(missing)}; this server "
+            "has no such package (its image is kept lean): train it where they are installed (the workspace's "
+            "venv), or choose a TF-IDF model"
+        )
     if config.split is None:
         return store.resolve_latest("split", "call POST /prepare first")
     missing = [name for name in stages.SPLITS if not store.exists(store.run_path("split", config.split, f"{name}.csv"))]

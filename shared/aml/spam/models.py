@@ -308,6 +308,21 @@ CATALOGUE = {
 }
 #: the models that need torch and a pretrained transformer (slow to fit on a CPU)
 TRANSFORMER_MODELS = ("minilm_embedding_logreg", "minilm_finetuned", "tfidf_minilm_stack", "tfidf_minilm_cascade")
+#: the packages fitting a transformer model needs (scoring a fitted fine-tuned one needs neither: it is ONNX)
+TRANSFORMER_PACKAGES = ("torch", "transformers")
+
+
+def missing_packages(name: str) -> list[str]:
+    """The packages fitting the catalogue model ``name`` needs that this environment lacks (``[]``: none): a
+    transformer model (:data:`TRANSFORMER_MODELS`) needs torch and transformers, which the lean serving images leave
+    out, so a service asked to train one there can refuse it before a job starts."""
+    import importlib.util
+
+    if name not in TRANSFORMER_MODELS:
+        return []
+    return [p for p in TRANSFORMER_PACKAGES if importlib.util.find_spec(p) is None]
+
+
 #: catalogue entries that are a serving form of benchmarks already in the line-up, not benchmarks of their own: the
 #: cascade (:mod:`aml.spam.cascade`) is the TF-IDF SVM and the fine-tuned transformer, routed by a band; the project
 #: serves it and ``make bench`` measures it, :func:`benchmark_models` leaves it out
@@ -495,7 +510,9 @@ __all__ = [
     "make_model",
     "minilm_finetuned",
     "minilm_path",
+    "missing_packages",
     "SERVING_MODELS",
+    "TRANSFORMER_PACKAGES",
     "tfidf_minilm_cascade",
     "tfidf_cues_linear_svm",
     "tfidf_linear_svm",

@@ -10,6 +10,7 @@ what is tested is the path (train → export → register → load → serve →
 
 from __future__ import annotations
 
+import re
 import time
 from types import SimpleNamespace
 
@@ -108,6 +109,9 @@ def test_score_returns_the_cascades_propensities(served):
     np.testing.assert_array_equal(expected[outside], p1[outside])  # outside the band: the first stage's
     cascade = client.get("/health").json["serving"]["cascade"]
     assert cascade["routed"] >= int(routed.sum()) and cascade["scored"] >= len(texts)
+    scrape = client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    found = {m: float(v) for m, v in re.findall(r'^aml_cascade_messages_total\{stage="(\w+)"\} (\S+)$', scrape, re.M)}
+    assert found == {"all": cascade["scored"], "second": cascade["routed"]}, scrape[-2000:]
 
 
 def test_a_broken_cascade_version_falls_back_to_the_previous_version(served):

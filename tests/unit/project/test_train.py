@@ -22,6 +22,17 @@ def test_check_inputs_names_the_split_or_says_to_prepare_first(store, tmp_path, 
     assert prepared["run"] in str(caught.value) and str(store.root) not in str(caught.value)
 
 
+def test_check_inputs_refuses_a_transformer_model_where_torch_is_missing(store, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(StageError, match="'minilm_finetuned' fine-tunes a transformer, which needs torch;"):
+        train.check_inputs(store, TrainConfig(model="minilm_finetuned"))
+    with pytest.raises(StoreNotFoundError):  # a TF-IDF model goes on to the split check
+        train.check_inputs(store, TrainConfig(model="tfidf_linear_svm"))
+
+
 def test_public_result_keeps_figures_and_drops_texts_and_server_paths():
     result = {
         "run": "20260101T000000000000Z-abcdef",

@@ -211,3 +211,18 @@ def test_check_params_returns_the_unfitted_model():
     assert model.get_params()["clf__estimator__C"] == 2
     for name in models.CATALOGUE:
         models.check_params(name, {})
+
+
+def test_missing_packages_names_what_fitting_a_transformer_model_needs(monkeypatch):
+    import importlib.util
+
+    assert models.missing_packages("tfidf_linear_svm") == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in models.TRANSFORMER_PACKAGES else real(name, *a)
+    )
+    assert models.missing_packages("tfidf_minilm_cascade") == ["torch", "transformers"]
+    assert models.missing_packages("tfidf_linear_svm") == []
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    if real("torch") is not None and real("transformers") is not None:
+        assert models.missing_packages("minilm_finetuned") == []
