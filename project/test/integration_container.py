@@ -127,6 +127,9 @@ def test_ml_system_in_the_container(service, store):
     assert job["status"] == "succeeded", job
     print(f"training job: {time.perf_counter() - started:.1f} s")
     assert job["result"]["model_version"] == "1" and job["result"]["promoted"]
+    # the image is lean (no torch): a transformer model is refused before a job starts, saying why
+    refused = requests.post(f"{url}/train", json={"model": "minilm_finetuned"}, headers=AUTH, timeout=30)
+    assert refused.status_code == 400 and "needs torch and transformers" in refused.json()["message"], refused.text
 
     scored = requests.post(f"{url}/score", json={"input": outputs["test"]}, headers=AUTH, timeout=120)
     assert scored.status_code == 200, scored.text

@@ -216,13 +216,14 @@ ENDPOINTS = (
         "GET",
         "/metrics",
         "prometheus",
-        "Prometheus metrics: requests, model loads, fallback, shadow agreement, A/B arms",
+        "Prometheus metrics: requests, model loads, fallback, shadow agreement, A/B arms, the cascade's routing",
         client=("metrics",),
         contract=(
             (
                 "`GET /metrics`",
                 "Prometheus: `aml_requests_total`, `aml_model_ready`, `aml_model_version`, `aml_model_fallback`, "
-                "`aml_model_load_failures`",
+                "`aml_model_load_failures`, `aml_cascade_messages_total` (`stage=\"all\"` or `\"second\"`: a serving "
+                "cascade's messages scored and routed to its transformer)",
             ),
         ),
     ),
