@@ -223,8 +223,13 @@ CONFIGS = {"prepare": PrepareConfig, "train": TrainConfig, "score": ScoreConfig,
 
 
 def make_config(stage: str, defaults: Mapping | None = None, overrides: Mapping | None = None):
-    """The validated configuration of ``stage``: the file's ``defaults`` updated by a request's ``overrides``."""
-    return _from_mapping(CONFIGS[stage], {**(defaults or {}), **(overrides or {})})
+    """The validated configuration of ``stage``: the file's ``defaults`` updated by a request's ``overrides``. The
+    file's ``params`` belong to the file's ``model``: an override that names another model without ``params`` gets
+    that model's own defaults (``{}``), not the settings of a model it did not ask for."""
+    defaults, overrides = dict(defaults or {}), dict(overrides or {})
+    if "model" in overrides and "params" not in overrides and overrides["model"] != defaults.get("model"):
+        defaults.pop("params", None)
+    return _from_mapping(CONFIGS[stage], {**defaults, **overrides})
 
 
 def stage_files(config_dir: str | Path) -> dict[str, dict]:

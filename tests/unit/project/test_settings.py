@@ -84,6 +84,14 @@ def test_overrides_update_the_defaults_field_by_field():
     )
     assert settings.make_config("train", defaults, {"params": {}}).params == {}  # a whole field is replaced, not merged
     assert settings.make_config("train", defaults, None).seed == 3
+    # the file's params belong to the file's model: asking for another model alone gets that model's defaults
+    other = settings.make_config("train", defaults, {"model": "tfidf_linear_svm"})
+    assert (other.model, other.params, other.seed) == ("tfidf_linear_svm", {}, 3)
+    same = settings.make_config("train", defaults, {"model": "tfidf_naive_bayes"})
+    assert same.params == {"alpha": 0.1}
+    assert settings.make_config("train", defaults, {"model": "tfidf_linear_svm", "params": {"C": 2.0}}).params == {
+        "C": 2.0
+    }
     assert settings.make_config("train", None, None) == settings.TrainConfig()
     prepare = settings.make_config("prepare", {"seed": 1, "fractions": [0.6, 0.2, 0.2]}, {"seed": 2})
     assert prepare.seed == 2 and prepare.fractions == (0.6, 0.2, 0.2)  # lists from YAML/JSON become a tuple
