@@ -222,7 +222,7 @@ ENDPOINTS = (
             (
                 "`GET /metrics`",
                 "Prometheus: `aml_requests_total`, `aml_model_ready`, `aml_model_version`, `aml_model_fallback`, "
-                "`aml_model_load_failures`, `aml_cascade_messages_total` (`stage=\"all\"` or `\"second\"`: a serving "
+                '`aml_model_load_failures`, `aml_cascade_messages_total` (`stage="all"` or `"second"`: a serving '
                 "cascade's messages scored and routed to its transformer)",
             ),
         ),

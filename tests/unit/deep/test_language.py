@@ -213,5 +213,7 @@ def test_bidirectional_copy_keeps_weights_and_drops_the_mask(vocab):
     assert all(b.attention.causal for b in gpt.blocks)
     ids = torch.randint(len(L.SPECIALS), len(vocab), (1, 8))
     with torch.no_grad():
-        torch.testing.assert_close(gpt(ids)[0, -1], bert(ids)[0, -1])  # one layer: the last position sees the same in both
+        torch.testing.assert_close(
+            gpt(ids)[0, -1], bert(ids)[0, -1]
+        )  # one layer: the last position sees the same in both
         assert not torch.allclose(gpt(ids)[0, 0], bert(ids)[0, 0])
